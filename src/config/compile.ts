@@ -1,0 +1,277 @@
+// Validated Config → CompiledConfig: the route table, upstream targets, balancers, header
+// operations and the stage lists, built once per generation. Semantic checks that need the
+// whole config (duplicate names, CIDRs, TLS pairs, listen addresses) happen here and are
+// reported like schema errors, with their key paths.
+import type { Config, RouteConfig, RetryConfig } from "./schema.ts";
+import type { ConfigError } from "./load.ts";
+import { Router } from "../routing/router.ts";
+import { parseUpstreamUrl, stickyIdFor, type UpstreamTarget } from "../upstream/target.ts";
+import type { UpstreamRegistry } from "../upstream/registry.ts";
+import type { BreakerSettings } from "../upstream/breaker.ts";
+import type { Balancer } from "../upstream/balancers/balancer.ts";
+import { buildBalancer } from "../upstream/balancers/index.ts";
+import { CidrSet } from "../policy/ip.ts";
+import type { Stage } from "../pipeline/stage.ts";
+import { buildGlobalStages, buildRouteStages, type StageContext } from "../pipeline/stages/index.ts";
+
+export interface RetrySettings {
+  maxRetries: number;
+  perTryTimeoutMs: number; // 0 = none
+  retryOn5xx: boolean;
+  retryOnConnectErr: boolean;
+  retryIdempotent: boolean;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  retryBufferBytes: number;
+}
+
+export interface StickySettings {
+  mode: "cookie" | "header";
+  /** Cookie name, or the header name in lower case. */
+  name: string;
+  /** Header name as configured (for the response). */
+  headerName: string;
+  ttlSeconds: number;
+  strict: boolean;
+  /** sticky id → target */
+  byId: Map<string, UpstreamTarget>;
+}
+
+export interface CompiledRoute {
+  readonly name: string;
+  readonly hosts: readonly string[];
+  readonly pathPrefix: string;
+  readonly stripPrefix: boolean;
+  readonly order: number;
+  readonly upstreams: readonly UpstreamTarget[];
+  readonly balancer: Balancer;
+  /** consistent hashing: cookie / header name ("" = client IP) */
+  readonly hashKey: string;
+  readonly hashed: boolean;
+  readonly sticky: StickySettings | null;
+  readonly retry: RetrySettings;
+  readonly timeoutMs: number;
+  /** Route stages (auth, policy), in order. */
+  readonly stages: readonly Stage[];
+  readonly reqSet: readonly [string, string][];
+  readonly reqRemove: readonly string[];
+  readonly respSet: readonly [string, string][];
+  readonly respRemove: readonly string[];
+  readonly config: RouteConfig;
+}
+
+export interface ListenAddress {
+  hostname: string;
+  port: number;
+  text: string;
+}
+
+export interface CompiledConfig {
+  readonly config: Config;
+  readonly router: Router<CompiledRoute>;
+  readonly routes: readonly CompiledRoute[];
+  /** Global stages: limits bucket, then global policy. */
+  readonly globalStages: readonly Stage[];
+  readonly trusted: CidrSet;
+  /** lower-case header name; "" = X-Forwarded-For */
+  readonly clientIPHeader: string;
+  readonly bodyBytesCap: number;
+  readonly headerBytesCap: number;
+  readonly maxHeaderBytes: number;
+  readonly listen: ListenAddress;
+  readonly adminListen: ListenAddress;
+  /** Every distinct upstream URL → one representative target (health checks, admin). */
+  readonly upstreamUrls: ReadonlyMap<string, { target: UpstreamTarget; routes: string[] }>;
+  /** Release timers and handles owned by this generation. */
+  dispose(): void;
+}
+
+export type CompileResult = { ok: true; compiled: CompiledConfig } | { ok: false; errors: ConfigError[] };
+
+export function parseListen(text: string): ListenAddress | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(text);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  const host = m[1] ?? m[2] ?? "";
+  return { hostname: host === "" ? "0.0.0.0" : host, port, text };
+}
+
+export function mergeRetry(global: RetryConfig, route: Partial<RetryConfig> | undefined): RetrySettings {
+  const r = { ...global };
+  if (route) for (const [k, val] of Object.entries(route)) if (val !== undefined) (r as Record<string, unknown>)[k] = val;
+  return {
+    maxRetries: r.maxRetries,
+    perTryTimeoutMs: Math.round(r.perTryTimeoutSec * 1000),
+    retryOn5xx: r.retryOn5xx,
+    retryOnConnectErr: r.retryOnConnectErr,
+    retryIdempotent: r.retryIdempotent,
+    backoffBaseMs: r.backoffBaseMs,
+    backoffMaxMs: r.backoffMaxMs,
+    retryBufferBytes: r.retryBufferBytes,
+  };
+}
+
+const HOST_RE = /^(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$|^\[[0-9a-f:.]+\]$|^[0-9.]+$/i;
+
+export async function compileConfig(config: Config, registry: UpstreamRegistry, ctx: Omit<StageContext, "errors">): Promise<CompileResult> {
+  const errors: ConfigError[] = [];
+  const p = config.proxy;
+
+  const listen = parseListen(p.listen);
+  if (!listen) errors.push({ path: "proxy.listen", message: `must be "host:port" or ":port" (got ${JSON.stringify(p.listen)})` });
+  const adminListen = parseListen(config.admin.listen);
+  if (!adminListen) errors.push({ path: "admin.listen", message: `must be "host:port" or ":port" (got ${JSON.stringify(config.admin.listen)})` });
+  if (p.http3Listen !== "" && !parseListen(p.http3Listen))
+    errors.push({ path: "proxy.http3Listen", message: `must be "host:port" or ":port" (got ${JSON.stringify(p.http3Listen)})` });
+  if (p.enableHTTP3 && !config.tls) errors.push({ path: "proxy.enableHTTP3", message: "HTTP/3 requires TLS: add a tls section" });
+  if (config.tls && config.tls.certFiles.length !== config.tls.keyFiles.length)
+    errors.push({
+      path: "tls.keyFiles",
+      message: `needs one key per certificate (${config.tls.certFiles.length} certFiles, ${config.tls.keyFiles.length} keyFiles)`,
+    });
+  if (config.tls?.requireClientCert && !config.tls.clientCAFile)
+    errors.push({ path: "tls.requireClientCert", message: "needs tls.clientCAFile" });
+  if (p.limits.burst !== undefined && p.limits.rps === 0) errors.push({ path: "proxy.limits.burst", message: "has no effect without proxy.limits.rps" });
+  if (p.retry.backoffMaxMs < p.retry.backoffBaseMs) errors.push({ path: "proxy.retry.backoffMaxMs", message: "must be ≥ backoffBaseMs" });
+
+  const trusted = new CidrSet();
+  p.trustedProxies.forEach((c, i) => {
+    const e = trusted.add(c);
+    if (e) errors.push({ path: `proxy.trustedProxies[${i}]`, message: e });
+  });
+
+  const breaker: BreakerSettings = {
+    enabled: p.circuitBreaker.enabled,
+    openAfterConsecutiveFailures: p.circuitBreaker.openAfterConsecutiveFailures,
+    cooldownMs: Math.round(p.circuitBreaker.cooldownSec * 1000),
+    halfOpenMaxRequests: p.circuitBreaker.halfOpenMaxRequests,
+  };
+
+  const stageCtx: StageContext = { ...ctx, errors };
+  const names = new Set<string>();
+  const routes: CompiledRoute[] = [];
+  const upstreamUrls = new Map<string, { target: UpstreamTarget; routes: string[] }>();
+
+  for (let i = 0; i < p.routes.length; i++) {
+    const rc = p.routes[i]!;
+    const at = `proxy.routes[${i}]`;
+    if (names.has(rc.name)) errors.push({ path: `${at}.name`, message: `duplicate route name ${JSON.stringify(rc.name)}` });
+    names.add(rc.name);
+    rc.hosts.forEach((h, j) => {
+      if (!HOST_RE.test(h)) errors.push({ path: `${at}.hosts[${j}]`, message: `not a host name or *.wildcard (got ${JSON.stringify(h)})` });
+    });
+
+    const targets: UpstreamTarget[] = [];
+    rc.upstreams.forEach((u, j) => {
+      const url = typeof u === "string" ? u : u.url;
+      const weight = typeof u === "string" ? 1 : u.weight;
+      let parsed: ReturnType<typeof parseUpstreamUrl>;
+      try {
+        parsed = parseUpstreamUrl(url);
+      } catch {
+        errors.push({ path: `${at}.upstreams[${j}]`, message: `invalid URL ${JSON.stringify(url)}` });
+        return;
+      }
+      if (targets.some((t) => t.url === url)) {
+        errors.push({ path: `${at}.upstreams[${j}]`, message: `duplicate upstream ${JSON.stringify(url)} (use weight instead)` });
+        return;
+      }
+      const state = registry.get(url, parsed.origin, breaker);
+      const t: UpstreamTarget = {
+        url,
+        origin: parsed.origin,
+        https: parsed.https,
+        hostname: parsed.hostname,
+        port: parsed.port,
+        basePath: parsed.basePath,
+        weight,
+        stickyId: stickyIdFor(rc.name, url),
+        index: targets.length,
+        state,
+      };
+      targets.push(t);
+      const seen = upstreamUrls.get(url);
+      if (seen) seen.routes.push(rc.name);
+      else upstreamUrls.set(url, { target: t, routes: [rc.name] });
+    });
+
+    const lb = rc.lb;
+    const hashed = lb.algorithm === "consistent_hash" || lb.algorithm === "maglev";
+    if (hashed && !isPrime(lb.maglevTableSize))
+      errors.push({ path: `${at}.lb.maglevTableSize`, message: `must be a prime number (got ${lb.maglevTableSize})` });
+    if (hashed && lb.maglevTableSize < targets.length * 100)
+      errors.push({ path: `${at}.lb.maglevTableSize`, message: `must be at least 100× the number of upstreams` });
+
+    const st = rc.stickiness;
+    const sticky: StickySettings | null = st.enabled
+      ? {
+          mode: st.mode,
+          name: st.mode === "cookie" ? st.cookieName || `hecate_sticky_${rc.name}` : st.headerName.toLowerCase(),
+          headerName: st.headerName,
+          ttlSeconds: st.ttlSeconds,
+          strict: st.strict,
+          byId: new Map(targets.map((t) => [t.stickyId, t])),
+        }
+      : null;
+
+    const retry = mergeRetry(p.retry, rc.retry);
+    if (retry.backoffMaxMs < retry.backoffBaseMs) errors.push({ path: `${at}.retry.backoffMaxMs`, message: "must be ≥ backoffBaseMs" });
+
+    const stages = await buildRouteStages(rc, i, config, stageCtx);
+    const lower = (rec: Record<string, string>) => Object.entries(rec).map(([k, val]) => [k.toLowerCase(), val] as [string, string]);
+    routes.push({
+      name: rc.name,
+      hosts: rc.hosts.map((h) => h.toLowerCase()),
+      pathPrefix: rc.pathPrefix,
+      stripPrefix: rc.stripPrefix,
+      order: i,
+      upstreams: targets,
+      balancer: targets.length > 0 && !(hashed && !isPrime(lb.maglevTableSize)) ? buildBalancer(lb.algorithm, targets, lb.maglevTableSize) : (null as never),
+      hashKey: lb.hashKey,
+      hashed,
+      sticky,
+      retry,
+      timeoutMs: Math.round(rc.timeoutSec * 1000),
+      stages,
+      reqSet: lower(rc.headers.request.set),
+      reqRemove: rc.headers.request.remove.map((h) => h.toLowerCase()),
+      respSet: lower(rc.headers.response.set),
+      respRemove: rc.headers.response.remove.map((h) => h.toLowerCase()),
+      config: rc,
+    });
+  }
+
+  const globalStages = await buildGlobalStages(config, stageCtx);
+
+  if (errors.length > 0) {
+    stageCtx.disposers.forEach((d) => d());
+    return { ok: false, errors };
+  }
+
+  const disposers = stageCtx.disposers;
+  const compiled: CompiledConfig = {
+    config,
+    router: new Router(routes),
+    routes,
+    globalStages,
+    trusted,
+    clientIPHeader: p.limits.clientIPHeader.toLowerCase(),
+    bodyBytesCap: p.limits.bodyBytesCap,
+    headerBytesCap: p.limits.headerBytesCap,
+    maxHeaderBytes: p.server.maxHeaderBytes,
+    listen: listen!,
+    adminListen: adminListen!,
+    upstreamUrls,
+    dispose() {
+      for (const d of disposers.splice(0)) d();
+    },
+  };
+  return { ok: true, compiled };
+}
+
+function isPrime(n: number): boolean {
+  if (n < 2) return false;
+  for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
+  return true;
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env bun
+// CLI (SPEC §1): run, check, --version, --help.
+import pkg from "../package.json" with { type: "json" };
+import { existsSync } from "node:fs";
+import { startFromFile, StartError } from "./runtime/start.ts";
+import { ListenError } from "./runtime/listeners.ts";
+import { loadAndCompile, reload } from "./runtime/reload.ts";
+import { UpstreamRegistry } from "./upstream/registry.ts";
+import { routeTable } from "./config/route-table.ts";
+import { log, flushLogs } from "./observability/log.ts";
+import "./register.ts";
+
+const HELP = `hecate ${pkg.version} — an observable L7 HTTP(S) reverse proxy
+
+Usage:
+  hecate [-config=FILE | --config FILE | -c FILE]   run the proxy
+  hecate check -config=FILE [--diff ADMIN_URL]       validate FILE and print its route table
+  hecate --version | --help
+
+Without -config, ./config/example.yaml is used when it exists, else the embedded default
+(plain HTTP on :8080, admin on 127.0.0.1:9000, no routes).
+
+Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain and stop gracefully.
+`;
+
+interface Args {
+  command: "run" | "check" | "version" | "help";
+  config: string | null;
+  diff: string | null;
+  token: string | null;
+}
+
+export function parseArgs(argv: string[]): Args | string {
+  const a: Args = { command: "run", config: null, diff: null, token: null };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const eq = arg.indexOf("=");
+    const name = arg.startsWith("-") && eq > 0 ? arg.slice(0, eq) : arg;
+    const inline = arg.startsWith("-") && eq > 0 ? arg.slice(eq + 1) : null;
+    const value = () => {
+      if (inline !== null) return inline;
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${name} needs a value`);
+      return v;
+    };
+    try {
+      switch (name) {
+        case "check":
+          if (i !== 0) return `unexpected argument ${JSON.stringify(arg)}`;
+          a.command = "check";
+          break;
+        case "-config":
+        case "--config":
+        case "-c":
+          a.config = value();
+          break;
+        case "--diff":
+        case "-diff":
+          a.diff = value();
+          break;
+        case "--token":
+          a.token = value();
+          break;
+        case "--version":
+        case "-version":
+        case "-v":
+          a.command = "version";
+          break;
+        case "--help":
+        case "-help":
+        case "-h":
+          a.command = "help";
+          break;
+        default:
+          return `unknown argument ${JSON.stringify(arg)} (see hecate --help)`;
+      }
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
+  return a;
+}
+
+function printErrors(errors: { path: string; message: string }[]): void {
+  for (const e of errors) process.stderr.write(`${e.path ? `${e.path}: ` : ""}${e.message}\n`);
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  if (typeof args === "string") {
+    process.stderr.write(`hecate: ${args}\n`);
+    return 2;
+  }
+  if (args.command === "help") {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (args.command === "version") {
+    process.stdout.write(`hecate ${pkg.version} (bun ${Bun.version})\n`);
+    return 0;
+  }
+  if (args.command === "check") {
+    if (!args.config) {
+      process.stderr.write("hecate check: -config=FILE is required\n");
+      return 2;
+    }
+    const res = await loadAndCompile(args.config, new UpstreamRegistry());
+    if (!res.ok) {
+      printErrors(res.errors);
+      return 1;
+    }
+    process.stdout.write(routeTable(res.compiled));
+    res.compiled.dispose();
+    if (args.diff) {
+      const { printDiff } = await import("./admin/diff.ts");
+      return printDiff(res.compiled, args.diff, args.token);
+    }
+    return 0;
+  }
+
+  const path = args.config ?? (existsSync("config/example.yaml") ? "config/example.yaml" : null);
+  let hecate;
+  try {
+    hecate = await startFromFile(path);
+  } catch (e) {
+    if (e instanceof StartError) {
+      printErrors(e.errors);
+      return 1;
+    }
+    if (e instanceof ListenError) {
+      process.stderr.write(`${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+  if (path === null) log("warn", "no config file: running on the embedded default (plain HTTP on :8080, no routes); pass -config=FILE");
+  else log("info", "config loaded", { file: path, generation: hecate.rt.gen.id });
+
+  process.on("SIGHUP", () => {
+    void reload(hecate.rt, "SIGHUP");
+  });
+  const stop = (sig: string) => {
+    void hecate.shutdown(sig).then(() => process.exit(0));
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  return -1; // keep running
+}
+
+const code = await main();
+if (code >= 0) {
+  flushLogs();
+  process.exit(code);
+}

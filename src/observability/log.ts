@@ -1,0 +1,58 @@
+// JSON lines on stdout. Lines are queued and written in batches after the current turn of the
+// event loop, so logging never blocks (or even waits on) the request path.
+
+export type Level = "debug" | "info" | "warn" | "error";
+const RANK: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+let minRank = RANK.info;
+let queue: string[] = [];
+let scheduled = false;
+const sink = Bun.stdout.writer({ highWaterMark: 1 << 16 });
+
+function flush(): void {
+  scheduled = false;
+  if (queue.length === 0) return;
+  const text = queue.join("");
+  queue = [];
+  sink.write(text);
+  sink.flush();
+}
+
+function schedule(): void {
+  if (!scheduled) {
+    scheduled = true;
+    setImmediate(flush);
+  }
+}
+
+export function setLogLevel(level: Level): void {
+  minRank = RANK[level];
+}
+
+export function levelEnabled(level: Level): boolean {
+  return RANK[level] >= minRank;
+}
+
+/** RFC 3339 with milliseconds, UTC. */
+export function isoNow(): string {
+  return new Date().toISOString();
+}
+
+/** A lifecycle or diagnostic event. `fields` must be JSON-serialisable. */
+export function log(level: Level, msg: string, fields?: Record<string, unknown>): void {
+  if (RANK[level] < minRank) return;
+  const line = fields ? JSON.stringify({ time: isoNow(), level, msg, ...fields }) : JSON.stringify({ time: isoNow(), level, msg });
+  queue.push(line + "\n");
+  schedule();
+}
+
+/** A pre-serialised line (the access log builds its own JSON for speed). */
+export function writeLine(json: string): void {
+  queue.push(json + "\n");
+  schedule();
+}
+
+/** Write everything queued now (shutdown). */
+export function flushLogs(): void {
+  flush();
+}

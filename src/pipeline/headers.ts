@@ -1,0 +1,131 @@
+// Header rules of SPEC §3.6: hop-by-hop removal both ways, X-Forwarded-*, Via, X-Request-Id.
+import type { Exchange } from "./exchange.ts";
+import type { CompiledRoute } from "../config/compile.ts";
+
+/** Request header names never forwarded as they are (hop-by-hop, or rebuilt by us). */
+const DROP_REQUEST = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+  "x-forwarded-for",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+  "x-request-id",
+  "via",
+  "x-hecate-retry-attempt",
+]);
+
+const HOP_RESPONSE = ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._~:+/=-]{1,128}$/;
+
+/** The client's X-Request-Id when well-formed, else a fresh UUIDv7. */
+export function requestIdOf(req: Request): string {
+  const id = req.headers.get("x-request-id");
+  return id !== null && REQUEST_ID_RE.test(id) ? id : Bun.randomUUIDv7();
+}
+
+/** Names listed in a Connection header value, lower case. */
+function connectionTokens(value: string | null): string[] | null {
+  if (value === null) return null;
+  const out: string[] = [];
+  for (const t of value.split(",")) {
+    const n = t.trim().toLowerCase();
+    if (n !== "" && n !== "close" && n !== "keep-alive") out.push(n);
+  }
+  return out.length > 0 ? out : null;
+}
+
+/**
+ * The headers of the upstream request as a flat [name, value, …] list (without Host and
+ * without X-Hecate-Retry-Attempt, which the attempt adds).
+ */
+export function upstreamRequestHeaders(ex: Exchange, route: CompiledRoute, dropAuthorization: boolean): string[] {
+  const h = ex.req.headers;
+  const listed = connectionTokens(h.get("connection"));
+  const out: string[] = [];
+  let xff: string | null = null;
+  let xfp: string | null = null;
+  let xfh: string | null = null;
+  let via: string | null = null;
+  let te = false;
+  for (const [name, value] of h) {
+    if (DROP_REQUEST.has(name)) {
+      switch (name) {
+        case "x-forwarded-for":
+          xff = value;
+          break;
+        case "x-forwarded-proto":
+          xfp = value;
+          break;
+        case "x-forwarded-host":
+          xfh = value;
+          break;
+        case "via":
+          via = value;
+          break;
+        case "te":
+          te = /(^|,)\s*trailers\s*(;|,|$)/i.test(value);
+          break;
+      }
+      continue;
+    }
+    if (listed !== null && listed.includes(name)) continue;
+    if (dropAuthorization && name === "authorization") continue;
+    out.push(name, value);
+  }
+  const trusted = ex.peerTrusted;
+  out.push(
+    "x-forwarded-for",
+    trusted && xff !== null ? `${xff}, ${ex.peer}` : ex.peer,
+    "x-forwarded-proto",
+    trusted && xfp !== null ? xfp : ex.tls ? "https" : "http",
+    "x-forwarded-host",
+    trusted && xfh !== null ? xfh : ex.hostHeader,
+    "x-request-id",
+    ex.requestId,
+    "via",
+    via !== null ? `${via}, 1.1 hecate` : "1.1 hecate",
+  );
+  if (te) out.push("te", "trailers");
+  if (route.reqRemove.length > 0 || route.reqSet.length > 0) return applyOps(out, route.reqRemove, route.reqSet);
+  return out;
+}
+
+function applyOps(list: string[], remove: readonly string[], set: readonly (readonly [string, string])[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < list.length; i += 2) {
+    const n = list[i]!;
+    if (remove.includes(n) || set.some((s) => s[0] === n)) continue;
+    out.push(n, list[i + 1]!);
+  }
+  for (const [n, v] of set) out.push(n, v);
+  return out;
+}
+
+/** Remove hop-by-hop fields from an upstream response's headers, in place. */
+export function stripResponseHopHeaders(h: Headers): void {
+  const conn = h.get("connection");
+  if (conn !== null) {
+    const listed = connectionTokens(conn);
+    if (listed) for (const n of listed) h.delete(n);
+  }
+  for (let i = 0; i < HOP_RESPONSE.length; i++) h.delete(HOP_RESPONSE[i]!);
+}
+
+/** Headers Hecate adds to every proxied response, then the route's response ops. */
+export function decorateResponseHeaders(h: Headers, ex: Exchange, route: CompiledRoute, attempt: number): void {
+  h.set("x-request-id", ex.requestId);
+  h.set("x-retry-attempt", String(attempt));
+  const via = h.get("via");
+  h.set("via", via !== null ? `${via}, 1.1 hecate` : "1.1 hecate");
+  for (let i = 0; i < route.respRemove.length; i++) h.delete(route.respRemove[i]!);
+  for (let i = 0; i < route.respSet.length; i++) h.set(route.respSet[i]![0], route.respSet[i]![1]);
+}

@@ -1,0 +1,20 @@
+// Observation points on the request path. Observability modules replace these no-ops at
+// start-up; the pipeline calls them without knowing who listens. Kept as plain functions on
+// one object so an unused hook costs one call of an empty function.
+import type { Exchange } from "./exchange.ts";
+import type { CompiledRoute } from "../config/compile.ts";
+import type { UpstreamTarget } from "../upstream/target.ts";
+import type { Outcome } from "../upstream/forward.ts";
+
+export const hooks = {
+  /** One upstream attempt ended (headers received, or failed). */
+  upstreamAttempt(_ex: Exchange, _t: UpstreamTarget, _outcome: Outcome, _ms: number): void {},
+  /** A retry is about to happen. */
+  retry(_ex: Exchange, _route: CompiledRoute, _reason: "connect_error" | "status_5xx" | "timeout"): void {},
+  /** The exchange is complete (response sent or failed): metrics, span end. Runs once. */
+  finish(_ex: Exchange, _durMs: number): void {},
+  /** A reload finished (ok or not); generation is the one now serving. */
+  reload(_ok: boolean, _generation: number): void {},
+  /** A new generation is live (health checkers, metrics children rebuild here). */
+  generation(_rt: unknown): void {},
+};

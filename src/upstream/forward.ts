@@ -1,0 +1,306 @@
+// The only code that sends a request upstream: body handling (cap, retry buffer), attempts
+// with retries and backoff (SPEC §3.7), breaker accounting, timeouts, and the streaming
+// response back to the client (SPEC §3.6).
+import { ProxyError, errorResponse } from "../errors.ts";
+import type { CompiledRoute, RetrySettings } from "../config/compile.ts";
+import type { Exchange } from "../pipeline/exchange.ts";
+import type { Runtime } from "../runtime/runtime.ts";
+import { upstreamRequestHeaders, stripResponseHopHeaders, decorateResponseHeaders } from "../pipeline/headers.ts";
+import { selectUpstream, issueSticky } from "./select.ts";
+import type { UpstreamTarget } from "./target.ts";
+import type { UpstreamResponse } from "./transport.ts";
+import { hooks } from "../pipeline/hooks.ts";
+
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+const CONNECT_TIMEOUT_MS = 5000;
+
+export type Outcome = "ok" | "http_5xx" | "connect_error" | "timeout" | "aborted";
+
+/** The path sent upstream: the (maybe stripped) request path joined to the base path, + query. */
+export function upstreamPath(ex: Exchange, route: CompiledRoute, t: UpstreamTarget): string {
+  let p = ex.path;
+  if (route.stripPrefix) {
+    p = p.slice(route.pathPrefix.endsWith("/") ? route.pathPrefix.length - 1 : route.pathPrefix.length);
+    if (p.charCodeAt(0) !== 47) p = "/" + p;
+  }
+  return t.basePath + p + ex.query;
+}
+
+function backoffMs(r: RetrySettings, retry: number): number {
+  const cap = Math.min(r.backoffBaseMs * 2 ** (retry - 1), r.backoffMaxMs);
+  return Math.random() * cap;
+}
+
+/** Counts request body bytes; errors the stream with a 413 once `cap` is passed. */
+function capped(body: ReadableStream<Uint8Array>, cap: number, onOver: () => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  let n = 0;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(c) {
+        const { done, value } = await reader.read();
+        if (done) return c.close();
+        n += value.byteLength;
+        if (n > cap) {
+          onOver();
+          const e = new ProxyError("body_too_large", "request body too large", { source: "downstream" });
+          reader.cancel(e).catch(() => {});
+          return c.error(e);
+        }
+        c.enqueue(value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/**
+ * Forward the exchange to the route's upstreams. Always resolves to the client's Response;
+ * `rt.finish(ex)` is called exactly once, when the response body has been fully sent (or
+ * the exchange failed).
+ */
+export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): Promise<Response> {
+  const req = ex.req;
+  const retry = route.retry;
+  const cap = ex.gen.compiled.bodyBytesCap;
+
+  // --- request body ------------------------------------------------------------------
+  let body: ReadableStream<Uint8Array> | Uint8Array | null = null;
+  let replayable = true;
+  let overCap = false;
+  const clRaw = req.headers.get("content-length");
+  const chunked = req.headers.has("transfer-encoding");
+  if (clRaw !== null && !chunked) {
+    const cl = Number(clRaw);
+    if (cl > cap) return fail(ex, rt, new ProxyError("body_too_large", "request body too large", { source: "downstream" }));
+    if (cl > 0) {
+      if (cl <= retry.retryBufferBytes) {
+        try {
+          body = new Uint8Array(await req.arrayBuffer());
+        } catch {
+          return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+        }
+      } else {
+        body = req.body;
+        replayable = false;
+      }
+    }
+  } else if (chunked && req.body !== null) {
+    body = capped(req.body, cap, () => (overCap = true));
+    replayable = false;
+  }
+
+  const baseHeaders = upstreamRequestHeaders(ex, route, route.config.auth !== undefined);
+  const idempotent = IDEMPOTENT.has(ex.method) || req.headers.has("idempotency-key");
+  const deadline = route.timeoutMs > 0 ? ex.start + route.timeoutMs : Infinity;
+  const clientSignal = req.signal;
+
+  let tried: UpstreamTarget[] | null = null;
+  let lastRes: UpstreamResponse | null = null;
+  let lastErr: ProxyError | null = null;
+  let lastTarget: UpstreamTarget | null = null;
+
+  for (let attempt = 0; ; attempt++) {
+    const now = performance.now();
+    const picked = selectUpstream(ex, route, tried, Date.now());
+    if (picked instanceof ProxyError) {
+      if (lastRes === null && lastErr === null) return fail(ex, rt, picked);
+      break;
+    }
+    const t = picked;
+    lastTarget = t;
+    ex.upstream = t;
+    ex.attempts = attempt + 1;
+    (tried ??= []).push(t);
+
+    // per-try and route deadline
+    let budget = retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : Infinity;
+    let routeBound = false;
+    if (deadline !== Infinity) {
+      const left = deadline - now;
+      if (left <= 0) {
+        lastErr = new ProxyError("timeout", "upstream timed out", { source: "upstream" });
+        break;
+      }
+      if (left <= budget) {
+        budget = left;
+        routeBound = true;
+      }
+    }
+
+    const ctrl = new AbortController();
+    const onClientAbort = () => ctrl.abort(new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+    clientSignal.addEventListener("abort", onClientAbort);
+    let timer: Timer | undefined;
+    if (budget !== Infinity)
+      timer = setTimeout(() => ctrl.abort(new ProxyError("timeout", "upstream timed out", { source: "upstream" })), budget);
+
+    const headers = baseHeaders.slice();
+    headers.push("x-hecate-retry-attempt", String(attempt));
+    const state = t.state;
+    state.inflight++;
+    const trial = state.breaker.onSend();
+    const attemptStart = performance.now();
+    let res: UpstreamResponse | null = null;
+    let err: ProxyError | null = null;
+    try {
+      res = await rt.transportFor(t).send({
+        method: ex.method,
+        target: t,
+        path: upstreamPath(ex, route, t),
+        host: ex.hostHeader,
+        headers,
+        body: body instanceof Uint8Array ? body : attempt === 0 ? body : null,
+        signal: ctrl.signal,
+        connectTimeoutMs: Math.min(CONNECT_TIMEOUT_MS, budget),
+      });
+    } catch (e) {
+      err = e instanceof ProxyError ? e : new ProxyError("upstream_reset", `upstream error: ${(e as Error).message}`, { cause: e });
+      if (ctrl.signal.aborted && ctrl.signal.reason instanceof ProxyError) err = ctrl.signal.reason;
+    }
+    if (timer !== undefined) clearTimeout(timer);
+    clientSignal.removeEventListener("abort", onClientAbort);
+    const nowMs = Date.now();
+
+    if (overCap) {
+      state.inflight--;
+      state.breaker.onAbort(trial);
+      res?.body?.cancel().catch(() => {});
+      return fail(ex, rt, new ProxyError("body_too_large", "request body too large", { source: "downstream" }));
+    }
+
+    if (err !== null) {
+      state.inflight--;
+      if (err.code === "client_gone") {
+        state.breaker.onAbort(trial);
+        hooks.upstreamAttempt(ex, t, "aborted", performance.now() - attemptStart);
+        return fail(ex, rt, err);
+      }
+      state.breaker.onFailure(trial, nowMs);
+      state.lastError = err.message;
+      const outcome: Outcome = err.code === "timeout" ? "timeout" : "connect_error";
+      hooks.upstreamAttempt(ex, t, outcome, performance.now() - attemptStart);
+      if (err.code === "timeout" && routeBound) {
+        lastErr = err;
+        break;
+      }
+      lastRes = null;
+      lastErr = err;
+      const canRetry =
+        attempt < retry.maxRetries &&
+        (err.code === "connect_error"
+          ? retry.retryOnConnectErr && replayable
+          : err.code === "timeout" && retry.retryOn5xx && replayable && (idempotent && retry.retryIdempotent || req.headers.has("idempotency-key")));
+      if (!canRetry) break;
+      hooks.retry(ex, route, err.code === "timeout" ? "timeout" : "connect_error");
+      if (!(await sleepBackoff(retry, attempt + 1, deadline, clientSignal))) {
+        if (clientSignal.aborted) return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+        lastErr = new ProxyError("timeout", "upstream timed out", { source: "upstream" });
+        break;
+      }
+      continue;
+    }
+
+    // a response
+    const r = res!;
+    const failed = r.status === 502 || r.status === 503 || r.status === 504;
+    if (failed) {
+      state.breaker.onFailure(trial, nowMs);
+      state.lastError = `HTTP ${r.status}`;
+    } else state.breaker.onSuccess(trial);
+    hooks.upstreamAttempt(ex, t, failed ? "http_5xx" : "ok", performance.now() - attemptStart);
+    const canRetry =
+      failed &&
+      attempt < retry.maxRetries &&
+      retry.retryOn5xx &&
+      replayable &&
+      ((idempotent && retry.retryIdempotent) || req.headers.has("idempotency-key"));
+    if (canRetry) {
+      // an alternative exists? otherwise keep this answer
+      const next = selectUpstream(ex, route, tried, nowMs, true);
+      if (!(next instanceof ProxyError) && (await sleepBackoff(retry, attempt + 1, deadline, clientSignal))) {
+        state.inflight--;
+        r.body?.cancel().catch(() => {});
+        hooks.retry(ex, route, "status_5xx");
+        continue;
+      }
+      if (clientSignal.aborted) {
+        state.inflight--;
+        r.body?.cancel().catch(() => {});
+        return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+      }
+    }
+    return respond(ex, route, rt, r, attempt, t);
+  }
+
+  // retries exhausted or stopped by an error
+  void lastTarget;
+  return fail(ex, rt, lastErr ?? new ProxyError("no_healthy_upstream", "no healthy upstream"));
+}
+
+async function sleepBackoff(r: RetrySettings, retryNo: number, deadline: number, signal: AbortSignal): Promise<boolean> {
+  const ms = backoffMs(r, retryNo);
+  if (performance.now() + ms >= deadline) return false;
+  if (ms >= 1) await Bun.sleep(ms);
+  return !signal.aborted && performance.now() < deadline;
+}
+
+function fail(ex: Exchange, rt: Runtime, err: ProxyError): Response {
+  ex.status = err.code === "client_gone" ? 499 : err.status;
+  const res = errorResponse(err, ex.requestId);
+  rt.finish(ex, res);
+  return res;
+}
+
+/** Build the client's response around the upstream one; finish when its body is done. */
+function respond(ex: Exchange, route: CompiledRoute, rt: Runtime, r: UpstreamResponse, attempt: number, t: UpstreamTarget): Response {
+  const h = r.headers;
+  stripResponseHopHeaders(h);
+  decorateResponseHeaders(h, ex, route, attempt);
+  if (route.sticky !== null) issueSticky(ex, route.sticky, t, h);
+  ex.status = r.status;
+  const state = t.state;
+  if (r.body === null) {
+    state.inflight--;
+    const res = new Response(null, { status: r.status, statusText: r.statusText, headers: h });
+    rt.finish(ex, res);
+    return res;
+  }
+  const reader = r.body.getReader();
+  let done = false;
+  const end = () => {
+    if (done) return;
+    done = true;
+    state.inflight--;
+    rt.finish(ex, null);
+  };
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(c) {
+        try {
+          const { done: d, value } = await reader.read();
+          if (d) {
+            c.close();
+            end();
+            return;
+          }
+          ex.bytes += value.byteLength;
+          c.enqueue(value);
+        } catch (e) {
+          state.lastError = `body: ${(e as Error).message}`;
+          c.error(e);
+          end();
+        }
+      },
+      cancel(reason) {
+        end();
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return new Response(body, { status: r.status, statusText: r.statusText, headers: h });
+}

@@ -1,0 +1,42 @@
+// The one interface between the pipeline and the network on the upstream side. The pipeline
+// never calls fetch or opens sockets itself, so a transport can be replaced without touching it.
+import type { UpstreamTarget } from "./target.ts";
+
+export interface UpstreamRequest {
+  method: string;
+  target: UpstreamTarget;
+  /** Path + query to send, base path already joined. */
+  path: string;
+  /** Value of the Host header to send (the client's). */
+  host: string;
+  /**
+   * Headers to send as a flat list [name0, value0, name1, value1, …] with lower-case names:
+   * hop-by-hop already removed, X-Forwarded-* added, no Host (see `host`). A flat list because
+   * the HTTP/1.1 transport serialises it straight into the request head.
+   */
+  headers: string[];
+  /** null = no body; Uint8Array = buffered (replayable); stream = streamed once. */
+  body: ReadableStream<Uint8Array> | Uint8Array | null;
+  /** Aborts the attempt: client gone, per-try or route timeout. */
+  signal: AbortSignal;
+  /** Upper bound for the TCP/TLS connect, ms. */
+  connectTimeoutMs: number;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  statusText: string;
+  headers: Headers;
+  /** null for responses without a body (HEAD, 204, 304). */
+  body: ReadableStream<Uint8Array> | null;
+}
+
+export interface UpstreamTransport {
+  /**
+   * Send one attempt. Rejects with a ProxyError: `connect_error` (retryable: nothing was sent),
+   * `upstream_reset`, `bad_response`, `timeout` or `client_gone` (from the signal's reason).
+   */
+  send(req: UpstreamRequest): Promise<UpstreamResponse>;
+  /** Close idle pooled connections (shutdown). */
+  close(): void;
+}
