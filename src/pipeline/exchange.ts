@@ -41,6 +41,8 @@ export class Exchange {
   /** Free slot for stages (e.g. the rate-limit rule name used). */
   note: string;
   finished: boolean;
+  /** Slot for the tracing module (the SERVER span); null when not traced. */
+  span: unknown;
 
   constructor(req: Request, server: Server<unknown>, gen: Generation, start: number, tls: boolean) {
     this.req = req;
@@ -68,5 +70,6 @@ export class Exchange {
     this.stickyIssue = null;
     this.note = "";
     this.finished = false;
+    this.span = null;
   }
 }

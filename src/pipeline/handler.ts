@@ -7,6 +7,7 @@ import { forward } from "../upstream/forward.ts";
 import { normalizeHost } from "../routing/router.ts";
 import { requestIdOf } from "./headers.ts";
 import { clientIpOf, normalizePeer } from "./client-ip.ts";
+import { hooks } from "./hooks.ts";
 
 /** Host header value: reg-name or IP literal, optional port. */
 const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]+)(?::\d{0,5})?$/;
@@ -29,6 +30,7 @@ export function createHandler(rt: Runtime, tls: boolean): Handler {
     ex.peer = peer;
     ex.peerTrusted = c.trusted.size > 0 && c.trusted.hasText(peer);
     ex.clientIp = ex.peerTrusted ? clientIpOf(req, peer, c) : peer;
+    hooks.start(ex);
 
     // 1. bad HTTP that reaches us past Bun's parser
     const url = req.url;

@@ -7,8 +7,17 @@ import type { UpstreamTarget } from "../upstream/target.ts";
 import type { Outcome } from "../upstream/forward.ts";
 
 export const hooks = {
+  /** An exchange has been accepted (a SERVER span starts here). */
+  start(_ex: Exchange): void {},
+  /**
+   * An upstream attempt is about to be sent; `headers` is the flat list that will be sent and
+   * may be appended to (traceparent). Returns an opaque token given back to upstreamAttempt.
+   */
+  attemptStart(_ex: Exchange, _t: UpstreamTarget, _attempt: number, _headers: string[]): unknown {
+    return undefined;
+  },
   /** One upstream attempt ended (headers received, or failed). */
-  upstreamAttempt(_ex: Exchange, _t: UpstreamTarget, _outcome: Outcome, _ms: number): void {},
+  upstreamAttempt(_ex: Exchange, _t: UpstreamTarget, _outcome: Outcome, _ms: number, _status: number, _token: unknown): void {},
   /** A retry is about to happen. */
   retry(_ex: Exchange, _route: CompiledRoute, _reason: "connect_error" | "status_5xx" | "timeout"): void {},
   /** The exchange is complete (response sent or failed): metrics, span end. Runs once. */

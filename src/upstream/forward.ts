@@ -140,6 +140,7 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
 
     const headers = baseHeaders.slice();
     headers.push("x-hecate-retry-attempt", String(attempt));
+    const token = hooks.attemptStart(ex, t, attempt, headers);
     const state = t.state;
     state.inflight++;
     const trial = state.breaker.onSend();
@@ -176,13 +177,13 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
       state.inflight--;
       if (err.code === "client_gone") {
         state.breaker.onAbort(trial);
-        hooks.upstreamAttempt(ex, t, "aborted", performance.now() - attemptStart);
+        hooks.upstreamAttempt(ex, t, "aborted", performance.now() - attemptStart, 0, token);
         return fail(ex, rt, err);
       }
       state.breaker.onFailure(trial, nowMs);
       state.lastError = err.message;
       const outcome: Outcome = err.code === "timeout" ? "timeout" : "connect_error";
-      hooks.upstreamAttempt(ex, t, outcome, performance.now() - attemptStart);
+      hooks.upstreamAttempt(ex, t, outcome, performance.now() - attemptStart, 0, token);
       if (err.code === "timeout" && routeBound) {
         lastErr = err;
         break;
@@ -211,7 +212,7 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
       state.breaker.onFailure(trial, nowMs);
       state.lastError = `HTTP ${r.status}`;
     } else state.breaker.onSuccess(trial);
-    hooks.upstreamAttempt(ex, t, failed ? "http_5xx" : "ok", performance.now() - attemptStart);
+    hooks.upstreamAttempt(ex, t, failed ? "http_5xx" : "ok", performance.now() - attemptStart, r.status, token);
     const canRetry =
       failed &&
       attempt < retry.maxRetries &&

@@ -27,11 +27,11 @@ export interface Upstream {
 export function startUpstream(handler?: (req: Request, i: number) => Response | Promise<Response>): Upstream {
   const seen: Upstream["seen"] = [];
   let n = 0;
-  const server = Bun.serve({
+  const server: ReturnType<typeof Bun.serve> = Bun.serve({
     port: 0,
     hostname: "127.0.0.1",
     idleTimeout: 30,
-    async fetch(req) {
+    async fetch(req): Promise<Response> {
       const url = new URL(req.url);
       const headers: Record<string, string> = {};
       req.headers.forEach((v, k) => (headers[k] = v));
