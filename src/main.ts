@@ -137,10 +137,30 @@ async function main(): Promise<number> {
   else log("info", "config loaded", { file: path, generation: hecate.rt.gen.id });
 
   process.on("SIGHUP", () => {
-    void reload(hecate.rt, "SIGHUP");
+    reload(hecate.rt, "SIGHUP").catch((e: Error) => log("error", "reload failed", { reason: "SIGHUP", error: e.message }));
   });
+  let stopping = false;
   const stop = (sig: string) => {
-    void hecate.shutdown(sig).then(() => process.exit(0));
+    if (stopping) {
+      // A second signal: the operator does not want to wait for in-flight requests.
+      log("warn", "second signal during shutdown: exiting now", { signal: sig });
+      flushLogs();
+      process.exit(1);
+    }
+    stopping = true;
+    hecate.shutdown(sig).then(
+      () => {
+        // Exit as soon as the event loop is empty (stdout fully written); force it shortly
+        // after if something (an idle upstream socket, an exporter) still holds the loop.
+        process.exitCode = 0;
+        setTimeout(() => process.exit(0), 500).unref();
+      },
+      (e: Error) => {
+        log("error", "shutdown failed", { error: e.message });
+        flushLogs();
+        process.exit(1);
+      },
+    );
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));

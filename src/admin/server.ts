@@ -4,15 +4,12 @@ import type { Runtime } from "../runtime/runtime.ts";
 import { reload } from "../runtime/reload.ts";
 import { log } from "../observability/log.ts";
 
-const JSON_HEADERS = { "content-type": "application/json" };
-const TEXT_HEADERS = { "content-type": "text/plain; charset=utf-8" };
+import { json, text } from "./respond.ts";
+import { configView } from "./config-view.ts";
+import { listRoutes, listUpstreams } from "./inventory.ts";
+import { debugVars, pprofIndex, cpuProfile, heapSnapshot } from "./debug.ts";
 
-export function json(body: unknown, status = 200): Response {
-  return new Response(JSON.stringify(body), { status, headers: JSON_HEADERS });
-}
-export function text(body: string, status = 200, extra?: Record<string, string>): Response {
-  return new Response(body.endsWith("\n") ? body : body + "\n", { status, headers: { ...TEXT_HEADERS, ...extra } });
-}
+export { json, text };
 
 export function setDraining(rt: Runtime, on: boolean): void {
   if (rt.draining === on) return;
@@ -24,7 +21,7 @@ type Route = { [method: string]: (req: Request, rt: Runtime) => Response | Promi
 
 const routes: Record<string, Route> = {
   "/healthz": { GET: () => text("ok") },
-  "/readyz": { GET: (_q, rt) => (rt.draining ? text("draining", 503) : text("ready")) },
+  "/readyz": { GET: (_q, rt) => (rt.draining ? text("draining", 503) : rt.ready ? text("ready") : text("starting", 503)) },
   "/admin/drain": {
     GET: (_q, rt) => json({ draining: rt.draining, inflight: rt.inflight }),
     PUT: async (req, rt) => {
@@ -43,6 +40,16 @@ const routes: Record<string, Route> = {
       return json({ generation: r.generation, changed: r.changed, needsRestart: r.needsRestart });
     },
   },
+  "/admin/config": { GET: (_q, rt) => json(configView(rt.gen.compiled.config)) },
+  "/admin/routes": { GET: (_q, rt) => json(listRoutes(rt)) },
+  "/admin/upstreams": { GET: (_q, rt) => json(listUpstreams(rt)) },
+  // Until the metrics module registers the real one: an empty, valid exposition.
+  "/metrics": { GET: () => new Response("", { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } }) },
+  "/debug/vars": { GET: (_q, rt) => debugVars(rt) },
+  "/debug/pprof/": { GET: () => pprofIndex() },
+  "/debug/pprof": { GET: () => pprofIndex() },
+  "/debug/pprof/profile": { GET: (req) => cpuProfile(req) },
+  "/debug/pprof/heap": { GET: () => heapSnapshot() },
 };
 
 /** Register (or replace) an admin endpoint; used by the modules that own them. */
@@ -70,7 +77,11 @@ export function createAdminHandler(rt: Runtime) {
     const route = routes[path];
     if (!route) return text("not found", 404);
     const h = route[req.method] ?? (req.method === "HEAD" ? route.GET : undefined);
-    if (!h) return text("method not allowed", 405, { allow: Object.keys(route).join(", ") });
+    if (!h) {
+      const allow = Object.keys(route);
+      if (route.GET && !route.HEAD) allow.push("HEAD");
+      return text("method not allowed", 405, { allow: allow.join(", ") });
+    }
     return h(req, rt);
   };
 }

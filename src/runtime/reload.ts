@@ -27,28 +27,91 @@ export async function loadAndCompile(
   return compileConfig(loaded.config, registry, { disposers: [] });
 }
 
-/** Keys that only take effect on restart: listeners and workers. */
-function restartKeys(a: Config, b: Config): string[] {
-  const out: string[] = [];
-  if (a.proxy.listen !== b.proxy.listen) out.push("proxy.listen");
-  if (a.proxy.http3Listen !== b.proxy.http3Listen) out.push("proxy.http3Listen");
-  if (a.proxy.enableHTTP3 !== b.proxy.enableHTTP3) out.push("proxy.enableHTTP3");
-  if (a.proxy.enableH2C !== b.proxy.enableH2C) out.push("proxy.enableH2C");
-  if (a.proxy.workers !== b.proxy.workers) out.push("proxy.workers");
-  if (a.admin.listen !== b.admin.listen) out.push("admin.listen");
-  if (Boolean(a.tls) !== Boolean(b.tls)) out.push("tls");
-  if (a.telemetry.otlpEndpoint !== b.telemetry.otlpEndpoint || a.telemetry.protocol !== b.telemetry.protocol) out.push("telemetry.otlpEndpoint");
-  return out;
+/**
+ * Keys that take effect only on restart: the listeners, the workers and what is fixed when
+ * they open (SPEC §2.7). `tls` stands for the presence of the section (TLS on or off).
+ */
+export const RESTART_KEYS = [
+  "proxy.listen",
+  "proxy.http3Listen",
+  "proxy.enableHTTP3",
+  "proxy.enableH2C",
+  "proxy.workers",
+  "proxy.server.idleTimeoutSec",
+  "admin.listen",
+  "tls",
+  "telemetry.otlpEndpoint",
+  "telemetry.protocol",
+] as const;
+
+function at(c: unknown, path: string): unknown {
+  let v = c;
+  for (const k of path.split(".")) v = v === null || typeof v !== "object" ? undefined : (v as Record<string, unknown>)[k];
+  return v;
 }
 
-export async function reload(rt: Runtime, reason: string): Promise<ReloadResult> {
+function restartKeys(a: Config, b: Config): string[] {
+  return RESTART_KEYS.filter((k) => (k === "tls" ? Boolean(a.tls) !== Boolean(b.tls) : at(a, k) !== at(b, k)));
+}
+
+/** The reload in progress (or last finished) per runtime: reloads run one after another. */
+const queue = new WeakMap<Runtime, Promise<unknown>>();
+/** Runtimes being shut down: reloads are refused. */
+const closed = new WeakSet<Runtime>();
+
+/**
+ * Reload the config file of `rt` (SIGHUP, POST /admin/reload). Concurrent calls are
+ * serialised, so each result's `changed` is relative to the generation it replaced.
+ */
+export function reload(rt: Runtime, reason: string): Promise<ReloadResult> {
+  const prev = queue.get(rt) ?? Promise.resolve();
+  const next = prev.then(() => reloadNow(rt, reason));
+  queue.set(rt, next.catch(() => undefined));
+  return next;
+}
+
+/** Refuse further reloads of `rt` and wait for the one in progress (shutdown). */
+export async function closeReloads(rt: Runtime): Promise<void> {
+  closed.add(rt);
+  await queue.get(rt);
+}
+
+function failed(rt: Runtime, reason: string, errors: ConfigError[]): ReloadResult {
+  rt.lastReload = { at: Date.now(), ok: false, errors: errors.length };
+  log("error", "reload failed", { reason, generation: rt.gen.id, errors });
+  hooks.reload(false, rt.gen.id);
+  return { ok: false, generation: rt.gen.id, errors, changed: { routes: { added: [], removed: [], changed: [] } }, needsRestart: [] };
+}
+
+async function reloadNow(rt: Runtime, reason: string): Promise<ReloadResult> {
+  if (closed.has(rt)) return failed(rt, reason, [{ path: "", message: "shutting down: reload refused" }]);
   const old = rt.gen;
-  const res = await loadAndCompile(rt.configPath, rt.registry);
+  // Compiling touches the shared registry (new entries, breaker settings). Remember what it
+  // was so that an invalid file changes nothing at all.
+  const settings = new Map([...rt.registry.breakers].map(([origin, b]) => [origin, b.settings]));
+  const undo = () => {
+    for (const [origin, b] of rt.registry.breakers) {
+      const was = settings.get(origin);
+      if (was) b.settings = was;
+    }
+    rt.registry.retain(new Set(old.compiled.upstreamUrls.keys()));
+  };
+  let res: Awaited<ReturnType<typeof loadAndCompile>>;
+  try {
+    res = await loadAndCompile(rt.configPath, rt.registry);
+  } catch (e) {
+    // A bug in a compile step must not take the serving generation down with it.
+    undo();
+    return failed(rt, reason, [{ path: "", message: `internal error while compiling: ${(e as Error).message}` }]);
+  }
   if (!res.ok) {
-    rt.lastReload = { at: Date.now(), ok: false, errors: res.errors.length };
-    log("error", "reload failed", { reason, errors: res.errors });
-    hooks.reload(false, old.id);
-    return { ok: false, generation: old.id, errors: res.errors, changed: { routes: { added: [], removed: [], changed: [] } }, needsRestart: [] };
+    undo();
+    return failed(rt, reason, res.errors);
+  }
+  if (closed.has(rt)) {
+    res.compiled.dispose();
+    undo();
+    return failed(rt, reason, [{ path: "", message: "shutting down: reload refused" }]);
   }
   const next = res.compiled;
   const before = new Map(old.compiled.routes.map((r) => [r.name, JSON.stringify(r.config)]));

@@ -13,6 +13,8 @@ export class Runtime {
   gen: Generation;
   readonly registry: UpstreamRegistry;
   draining = false;
+  /** Listeners bound and background services started (GET /readyz says `starting` until then). */
+  ready = false;
   /** Public requests currently being handled (admin requests are not counted). */
   inflight = 0;
   /** Public requests handled since start. */

@@ -5,7 +5,7 @@ import { validateConfig, type ConfigError } from "../config/load.ts";
 import { UpstreamRegistry } from "../upstream/registry.ts";
 import { Runtime } from "./runtime.ts";
 import { startListeners, type Listeners } from "./listeners.ts";
-import { loadAndCompile } from "./reload.ts";
+import { loadAndCompile, closeReloads } from "./reload.ts";
 import { log, setLogLevel, flushLogs } from "../observability/log.ts";
 import { hooks } from "../pipeline/hooks.ts";
 import { setDraining } from "../admin/server.ts";
@@ -33,8 +33,15 @@ export async function startFromCompiled(compiled: CompiledConfig, registry: Upst
   setLogLevel(compiled.config.telemetry.logLevel);
   const rt = new Runtime({ id: 1, compiled, loadedAt: Date.now() }, registry, configPath);
   const listeners = startListeners(rt, opts);
-  for (const s of services) await s.start(rt);
+  try {
+    for (const s of services) await s.start(rt);
+  } catch (e) {
+    await listeners.stop(true);
+    compiled.dispose();
+    throw e;
+  }
   hooks.generation(rt);
+  rt.ready = true;
   const host = (s: { hostname?: string; port?: number }) => {
     const h = s.hostname === "0.0.0.0" || s.hostname === "::" || !s.hostname ? "127.0.0.1" : s.hostname;
     return `${h.includes(":") ? `[${h}]` : h}:${s.port}`;
@@ -49,23 +56,40 @@ export async function startFromCompiled(compiled: CompiledConfig, registry: Upst
     shutdown(reason = "shutdown") {
       down ??= (async () => {
         log("info", "shutdown", { reason, inflight: rt.inflight });
+        // 1. drain: requests on open connections get the drain 503 with Connection: close
         setDraining(rt, true);
-        await listeners.stopAccepting();
+        // 2. stop accepting; no reload may swap in a generation that nobody would dispose
+        await step("stop accepting", () => listeners.stopAccepting());
+        await step("reload", () => closeReloads(rt));
+        // 3. let in-flight requests finish, up to shutdownTimeoutSec
         const limit = performance.now() + rt.gen.compiled.config.proxy.server.shutdownTimeoutSec * 1000;
-        while (rt.inflight > 0 && performance.now() < limit) await Bun.sleep(20);
+        while (rt.inflight > 0 && performance.now() < limit) await Bun.sleep(10);
         if (rt.inflight > 0) log("warn", "shutdown timeout: closing in-flight requests", { inflight: rt.inflight });
-        for (const s of services) await s.stop(rt);
-        await listeners.stop(true);
-        rt.httpTransport.close();
-        rt.httpsTransport.close();
-        rt.gen.compiled.dispose();
-        log("info", "stopped");
+        // 4. close everything: services (health checks…), listeners, upstream pools, timers
+        for (const s of services) await step("stop service", () => s.stop(rt));
+        await step("close listeners", () => listeners.stop(true));
+        await step("close upstream connections", () => {
+          rt.httpTransport.close();
+          rt.httpsTransport.close();
+        });
+        await step("dispose generation", () => rt.gen.compiled.dispose());
+        rt.ready = false;
+        log("info", "stopped", { reason });
         flushLogs();
       })();
       return down;
     },
   };
   return hecate;
+}
+
+/** Run one shutdown step; a failing step is logged and the shutdown goes on. */
+async function step(what: string, fn: () => unknown): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    log("error", `shutdown: ${what} failed`, { error: (e as Error).message });
+  }
 }
 
 /** Start from a file path (null = embedded default). Throws StartError on a bad config. */
