@@ -13,15 +13,27 @@ import "./register.ts";
 const HELP = `hecate ${pkg.version} — an observable L7 HTTP(S) reverse proxy
 
 Usage:
-  hecate [-config=FILE | --config FILE | -c FILE]   run the proxy
-  hecate check -config=FILE [--diff ADMIN_URL]       validate FILE and print its route table
+  hecate [-config=FILE]                      run the proxy
+  hecate check [-config=FILE] [--diff URL]   validate FILE, print its route table in precedence
+                                             order; with --diff, compare it with the running
+                                             config at the admin URL (--token TOKEN for auth)
   hecate --version | --help
 
-Without -config, ./config/example.yaml is used when it exists, else the embedded default
-(plain HTTP on :8080, admin on 127.0.0.1:9000, no routes).
+Options:
+  -config=FILE, -config FILE, --config=FILE, --config FILE, -c FILE
+                   the YAML config file. Without it, ./config/example.yaml is used when it
+                   exists, else the embedded default: plain HTTP on :8080, admin on
+                   127.0.0.1:9000, no routes (every request gets 404).
 
-Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain and stop gracefully.
+Exit status: 0 after a graceful stop or a valid check; 1 for an invalid config (every error
+on stderr as "<key path>: <message>") or a listener that cannot bind; 2 for a bad command line.
+
+Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain and stop gracefully
+(a second signal stops at once).
 `;
+
+/** Used when neither -config nor ./config/example.yaml is given (SPEC §1). */
+const DEFAULT_CONFIG = "config/example.yaml";
 
 interface Args {
   command: "run" | "check" | "version" | "help";
@@ -30,24 +42,26 @@ interface Args {
   token: string | null;
 }
 
+/** Go-style flags (`-config=FILE`, `-config FILE`) and GNU-style ones (`--config=FILE`, `-c FILE`). */
 export function parseArgs(argv: string[]): Args | string {
   const a: Args = { command: "run", config: null, diff: null, token: null };
+  let sawCheck = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf("=");
     const name = arg.startsWith("-") && eq > 0 ? arg.slice(0, eq) : arg;
     const inline = arg.startsWith("-") && eq > 0 ? arg.slice(eq + 1) : null;
     const value = () => {
-      if (inline !== null) return inline;
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${name} needs a value`);
+      const v = inline ?? argv[++i];
+      if (v === undefined || v === "") throw new Error(`${name} needs a value (${name}=FILE or ${name} FILE)`);
       return v;
     };
     try {
       switch (name) {
         case "check":
-          if (i !== 0) return `unexpected argument ${JSON.stringify(arg)}`;
-          a.command = "check";
+          if (sawCheck) return `unexpected argument ${JSON.stringify(arg)} (see hecate --help)`;
+          sawCheck = true;
+          if (a.command === "run") a.command = "check";
           break;
         case "-config":
         case "--config":
@@ -64,7 +78,7 @@ export function parseArgs(argv: string[]): Args | string {
         case "--version":
         case "-version":
         case "-v":
-          a.command = "version";
+          if (a.command !== "help") a.command = "version";
           break;
         case "--help":
         case "-help":
@@ -100,11 +114,12 @@ async function main(): Promise<number> {
     return 0;
   }
   if (args.command === "check") {
-    if (!args.config) {
-      process.stderr.write("hecate check: -config=FILE is required\n");
+    const file = args.config ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : null);
+    if (file === null) {
+      process.stderr.write(`hecate check: no config file: pass -config=FILE (./${DEFAULT_CONFIG} does not exist)\n`);
       return 2;
     }
-    const res = await loadAndCompile(args.config, new UpstreamRegistry());
+    const res = await loadAndCompile(file, new UpstreamRegistry());
     if (!res.ok) {
       printErrors(res.errors);
       return 1;
@@ -118,11 +133,12 @@ async function main(): Promise<number> {
     return 0;
   }
 
-  const path = args.config ?? (existsSync("config/example.yaml") ? "config/example.yaml" : null);
+  const path = args.config ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : null);
   let hecate;
   try {
     hecate = await startFromFile(path);
   } catch (e) {
+    flushLogs();
     if (e instanceof StartError) {
       printErrors(e.errors);
       return 1;
@@ -131,9 +147,15 @@ async function main(): Promise<number> {
       process.stderr.write(`${e.message}\n`);
       return 1;
     }
-    throw e;
+    // Anything else that stops the start (a certificate that cannot be read, a service that
+    // fails): one line, exit 1, no stack trace for the operator to dig through.
+    process.stderr.write(`hecate: cannot start: ${(e as Error)?.message ?? String(e)}\n`);
+    return 1;
   }
-  if (path === null) log("warn", "no config file: running on the embedded default (plain HTTP on :8080, no routes); pass -config=FILE");
+  if (path === null)
+    log("warn", "no config file: running on the embedded default config (plain HTTP on :8080, admin on 127.0.0.1:9000, no routes); start hecate with -config=FILE", {
+      embeddedDefault: true,
+    });
   else log("info", "config loaded", { file: path, generation: hecate.rt.gen.id });
 
   process.on("SIGHUP", () => {

@@ -11,6 +11,8 @@ import type { BreakerSettings } from "../upstream/breaker.ts";
 import type { Balancer } from "../upstream/balancers/balancer.ts";
 import { buildBalancer } from "../upstream/balancers/index.ts";
 import { CidrSet } from "../policy/ip.ts";
+import { parseListen, type ListenAddress } from "./listen.ts";
+export { parseListen, type ListenAddress };
 import type { Stage } from "../pipeline/stage.ts";
 import { buildGlobalStages, buildRouteStages, type StageContext } from "../pipeline/stages/index.ts";
 
@@ -60,12 +62,6 @@ export interface CompiledRoute {
   readonly config: RouteConfig;
 }
 
-export interface ListenAddress {
-  hostname: string;
-  port: number;
-  text: string;
-}
-
 export interface CompiledConfig {
   readonly config: Config;
   readonly router: Router<CompiledRoute>;
@@ -82,20 +78,13 @@ export interface CompiledConfig {
   readonly adminListen: ListenAddress;
   /** Every distinct upstream URL → one representative target (health checks, admin). */
   readonly upstreamUrls: ReadonlyMap<string, { target: UpstreamTarget; routes: string[] }>;
+  /** Body of the 404 when no route matches ("no route"; the embedded default says how to pass a config). */
+  noRouteMessage: string;
   /** Release timers and handles owned by this generation. */
   dispose(): void;
 }
 
 export type CompileResult = { ok: true; compiled: CompiledConfig } | { ok: false; errors: ConfigError[] };
-
-export function parseListen(text: string): ListenAddress | null {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(text);
-  if (!m) return null;
-  const port = Number(m[3]);
-  if (port > 65535) return null;
-  const host = m[1] ?? m[2] ?? "";
-  return { hostname: host === "" ? "0.0.0.0" : host, port, text };
-}
 
 export function mergeRetry(global: RetryConfig, route: Partial<RetryConfig> | undefined): RetrySettings {
   const r = { ...global };
@@ -263,6 +252,7 @@ export async function compileConfig(config: Config, registry: UpstreamRegistry, 
     listen: listen!,
     adminListen: adminListen!,
     upstreamUrls,
+    noRouteMessage: "no route",
     dispose() {
       for (const d of disposers.splice(0)) d();
     },

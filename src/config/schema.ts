@@ -6,29 +6,90 @@
 // zeroed missing keys inside a present block). Defaults that depend on a sibling
 // (`burst` = max(1, ceil(rps)), sticky cookie name = hecate_sticky_<route>) are resolved in
 // compile.ts, where the whole object is known.
+//
+// Messages are written to follow the key path: `proxy.limits.rps: must be a number (got "abc")`
+// (load.ts appends the "(got …)" part). Values that have a syntax of their own (listen
+// addresses, CIDRs, upstream URLs, host patterns) are checked here too, so that every such
+// error is reported together with the others, not only once the rest of the file is valid.
 import * as v from "valibot";
+import { parseListen } from "./listen.ts";
+import { CidrSet, parseIp } from "../policy/ip.ts";
+import { parseUpstreamUrl } from "../upstream/target.ts";
 
 const int = (min = 0) => v.pipe(v.number("must be a number"), v.integer("must be a whole number"), v.minValue(min, `must be ≥ ${min}`));
 const num = (min = 0) => v.pipe(v.number("must be a number"), v.minValue(min, `must be ≥ ${min}`));
 const str = () => v.string("must be a string");
 const bool = () => v.boolean("must be true or false");
 const strList = () => v.array(str(), "must be a list of strings");
+/** A mapping with known keys (unknown keys are reported by load.ts, with a suggestion). */
+const obj = <T extends v.ObjectEntries>(entries: T) => v.object(entries, "must be a mapping");
 /** An object whose every key is optional and filled with its default when absent. */
-const block = <T extends v.ObjectEntries>(entries: T) => v.optional(v.object(entries), {} as never);
+const block = <T extends v.ObjectEntries>(entries: T) => v.optional(obj(entries), {} as never);
+
+/** "host:port", ":port" or "[v6]:port". */
+const listenAddr = () =>
+  v.pipe(
+    v.string('must be an address such as ":8443" or "127.0.0.1:8443"'),
+    v.check((s) => parseListen(s) !== null, 'must be "host:port", ":port" or "[ipv6]:port" with a port from 0 to 65535'),
+  );
+
+function cidrProblem(s: string): string | undefined {
+  const err = new CidrSet().add(s);
+  if (err === undefined) return undefined;
+  const slash = s.indexOf("/");
+  if (parseIp((slash < 0 ? s : s.slice(0, slash)).trim()) === null) return "must be an IP address or CIDR such as 10.0.0.0/8 or 2001:db8::/32";
+  if (/prefix length/.test(err) && !/IPv4-mapped/.test(err)) return "prefix length must be /0 to /32 for IPv4, /0 to /128 for IPv6";
+  // CidrSet's own words, without the quoted value (load.ts adds "(got …)")
+  return err.replace(` in ${JSON.stringify(s)}`, "").replace(` ${JSON.stringify(s)}`, "");
+}
+/** An IPv4/IPv6 CIDR or a bare address (/32 or /128). */
+const cidr = () =>
+  v.pipe(
+    str(),
+    v.check((s) => cidrProblem(s) === undefined, (issue) => cidrProblem(issue.input as string) ?? "must be a CIDR"),
+  );
+const cidrList = () => v.array(cidr(), "must be a list of CIDRs");
+
+/** Exact host names, `*.example.com` wildcards, IPv4 literals and `[v6]` literals. */
+export const HOST_PATTERN = /^(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$|^\[[0-9a-f:.]+\]$|^[0-9.]+$/i;
+
+/** Why `s` is not an upstream URL (`http[s]://host[:port][/basePath]`), or undefined when it is one. */
+function urlProblem(s: string): string | undefined {
+  if (!/^https?:\/\//i.test(s)) return 'must start with "http://" or "https://"';
+  if (/[?#]/.test(s)) return "must not have a query or fragment (only scheme://host[:port][/basePath])";
+  if (/^https?:\/\/[^/]*@/i.test(s)) return "must not contain user info (user:password@)";
+  if (!/^https?:\/\/[^/\s]+(\/\S*)?$/i.test(s)) return "is not a valid URL";
+  try {
+    return parseUpstreamUrl(s).port === 0 ? "needs a port from 1 to 65535" : undefined;
+  } catch {
+    return "is not a valid URL (check the host name and the port, 1 to 65535)";
+  }
+}
+const upstreamUrl = () =>
+  v.pipe(
+    str(),
+    v.check((s) => urlProblem(s) === undefined, (issue) => urlProblem(issue.input as string) ?? "is not a valid URL"),
+  );
+
+function isPrime(n: number): boolean {
+  if (n < 2) return false;
+  for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
+  return true;
+}
 
 // --- shared pieces -------------------------------------------------------------------
 
-export const BasicAuthSchema = v.object({
+export const BasicAuthSchema = obj({
   username: str(),
   password: str(),
 });
 
-export const AuthSchema = v.object({
+export const AuthSchema = obj({
   bearerToken: v.optional(v.pipe(str(), v.minLength(1, "must not be empty"))),
   basic: v.optional(BasicAuthSchema),
 });
 
-export const RateLimitSchema = v.object({
+export const RateLimitSchema = obj({
   rps: v.pipe(v.number("must be a number"), v.gtValue(0, "must be > 0")),
   burst: v.optional(int(1)),
   key: v.optional(
@@ -46,23 +107,25 @@ const CacheKeys = {
   failOpen: v.optional(bool(), true),
 };
 
-export const GeoIpSchema = v.object({
-  dbPath: str(),
-  allowCountries: v.optional(v.array(v.pipe(str(), v.regex(/^[A-Za-z]{2}$/, "must be a two-letter ISO country code"))), []),
-  denyCountries: v.optional(v.array(v.pipe(str(), v.regex(/^[A-Za-z]{2}$/, "must be a two-letter ISO country code"))), []),
+const countryList = () => v.array(v.pipe(str(), v.regex(/^[A-Za-z]{2}$/, "must be a two-letter ISO country code")), "must be a list of country codes");
+
+export const GeoIpSchema = obj({
+  dbPath: v.pipe(str(), v.minLength(1, "must not be empty")),
+  allowCountries: v.optional(countryList(), []),
+  denyCountries: v.optional(countryList(), []),
   ...CacheKeys,
 });
 
-export const AsnSchema = v.object({
-  dbPath: str(),
-  allowAsn: v.optional(v.array(int(0)), []),
-  denyAsn: v.optional(v.array(int(0)), []),
+export const AsnSchema = obj({
+  dbPath: v.pipe(str(), v.minLength(1, "must not be empty")),
+  allowAsn: v.optional(v.array(int(0), "must be a list of AS numbers"), []),
+  denyAsn: v.optional(v.array(int(0), "must be a list of AS numbers"), []),
   ...CacheKeys,
 });
 
-export const IpAclSchema = v.object({
-  allowCidrs: v.optional(strList(), []),
-  denyCidrs: v.optional(strList(), []),
+export const IpAclSchema = obj({
+  allowCidrs: v.optional(cidrList(), []),
+  denyCidrs: v.optional(cidrList(), []),
 });
 
 const policyEntries = {
@@ -70,24 +133,27 @@ const policyEntries = {
   rateLimit: v.optional(RateLimitSchema),
   geoIp: v.optional(GeoIpSchema),
   asn: v.optional(AsnSchema),
+  // Go Hecate: "expose LRU cache stats to /debug/vars". Accepted so that such configs keep
+  // working; it changes nothing here.
+  cacheStats: v.optional(bool(), false),
 };
 
-export const PathRuleSchema = v.object({
+export const PathRuleSchema = obj({
   pathPrefix: v.pipe(str(), v.startsWith("/", 'must start with "/"')),
   rateLimit: RateLimitSchema,
 });
 
-export const RoutePolicySchema = v.object({
+export const RoutePolicySchema = obj({
   ...policyEntries,
-  paths: v.optional(v.array(PathRuleSchema), []),
+  paths: v.optional(v.array(PathRuleSchema, "must be a list of { pathPrefix, rateLimit }"), []),
 });
 
-export const StoreSchema = v.object({
-  redis: v.object({ url: v.pipe(str(), v.regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL")) }),
+export const StoreSchema = obj({
+  redis: obj({ url: v.pipe(str(), v.regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL")) }),
   failOpen: v.optional(bool(), true),
 });
 
-export const GlobalPolicySchema = v.object({
+export const GlobalPolicySchema = obj({
   ...policyEntries,
   store: v.optional(StoreSchema),
 });
@@ -102,43 +168,43 @@ const retryEntries = {
   backoffMaxMs: v.optional(int(0), 500),
   retryBufferBytes: v.optional(int(0), 65536),
 };
-export const RetrySchema = v.object(retryEntries);
+export const RetrySchema = obj(retryEntries);
 /** A route's retry block: only the keys it sets override the global ones. */
-export const RouteRetrySchema = v.object(
+export const RouteRetrySchema = obj(
   Object.fromEntries(Object.entries(retryEntries).map(([k, s]) => [k, v.optional(s.wrapped)])) as {
     [K in keyof typeof retryEntries]: v.OptionalSchema<(typeof retryEntries)[K]["wrapped"], undefined>;
   },
 );
 
 const headerOps = block({
-  set: v.optional(v.record(str(), str()), {}),
+  set: v.optional(v.record(str(), str(), "must be a mapping of header names to values"), {}),
   remove: v.optional(strList(), []),
 });
 
-export const UpstreamSchema = v.union(
-  [
-    v.pipe(str(), v.regex(/^https?:\/\/[^/?#]+(\/[^?#]*)?$/, "must be an http:// or https:// URL")),
-    v.object({
-      url: v.pipe(str(), v.regex(/^https?:\/\/[^/?#]+(\/[^?#]*)?$/, "must be an http:// or https:// URL")),
-      weight: v.optional(int(1), 1),
-    }),
-  ],
-  'must be a URL string or { url, weight }',
+const UpstreamObjectSchema = obj({
+  url: upstreamUrl(),
+  weight: v.optional(int(1), 1),
+});
+const UpstreamUnion = v.union([upstreamUrl(), UpstreamObjectSchema], "must be a URL string or { url, weight }");
+/** A URL string or `{ url, weight }`. Picked by the value's type so that an error inside the
+ *  object names its key (`upstreams[0].weight: …`) instead of "not a string or object". */
+export const UpstreamSchema = v.lazy((input) =>
+  typeof input === "string" ? upstreamUrl() : typeof input === "object" && input !== null && !Array.isArray(input) ? UpstreamObjectSchema : UpstreamUnion,
 );
 
-export const RouteSchema = v.object({
+export const RouteSchema = obj({
   name: v.pipe(str(), v.minLength(1, "must not be empty"), v.regex(/^[A-Za-z0-9._:-]+$/, "may contain only letters, digits, '.', '_', ':' and '-'")),
-  hosts: v.optional(strList(), []),
+  hosts: v.optional(v.array(v.pipe(str(), v.regex(HOST_PATTERN, 'must be a host name or a wildcard such as "*.example.com"')), "must be a list of host names"), []),
   pathPrefix: v.optional(v.pipe(str(), v.startsWith("/", 'must start with "/"')), "/"),
   stripPrefix: v.optional(bool(), false),
-  upstreams: v.pipe(v.array(UpstreamSchema, "must be a list"), v.minLength(1, "needs at least one upstream")),
+  upstreams: v.pipe(v.array(UpstreamSchema, "must be a list of upstream URLs"), v.minLength(1, "must list at least one upstream")),
   lb: block({
     algorithm: v.optional(
       v.picklist(["round_robin", "least_request", "random", "consistent_hash", "maglev"], "must be one of round_robin, least_request, random, consistent_hash, maglev"),
       "round_robin",
     ),
     hashKey: v.optional(str(), ""),
-    maglevTableSize: v.optional(int(7), 65537),
+    maglevTableSize: v.optional(v.pipe(int(7), v.check(isPrime, "must be a prime number")), 65537),
   }),
   stickiness: block({
     enabled: v.optional(bool(), false),
@@ -155,7 +221,7 @@ export const RouteSchema = v.object({
   headers: block({ request: headerOps, response: headerOps }),
 });
 
-export const TlsSchema = v.object({
+export const TlsSchema = obj({
   certFiles: v.optional(strList(), []),
   keyFiles: v.optional(strList(), []),
   selfSigned: v.optional(bool(), true),
@@ -164,19 +230,19 @@ export const TlsSchema = v.object({
   minVersion: v.optional(v.picklist(["1.2", "1.3"], 'must be "1.2" or "1.3"'), "1.2"),
 });
 
-export const ConfigSchema = v.object({
+export const ConfigSchema = obj({
   admin: block({
-    listen: v.optional(str(), ":9000"),
+    listen: v.optional(listenAddr(), ":9000"),
     auth: v.optional(AuthSchema),
   }),
   proxy: block({
-    listen: v.optional(str(), ":8443"),
-    http3Listen: v.optional(str(), ""),
+    listen: v.optional(listenAddr(), ":8443"),
+    http3Listen: v.optional(v.union([v.literal(""), listenAddr()], 'must be "" or an address such as ":8444"'), ""),
     enableHTTP3: v.optional(bool(), false),
     enableH2C: v.optional(bool(), false),
     enableUpstreamH2C: v.optional(bool(), false),
     workers: v.optional(v.union([int(1), v.literal("auto")], 'must be a whole number ≥ 1 or "auto"'), 1),
-    trustedProxies: v.optional(strList(), []),
+    trustedProxies: v.optional(cidrList(), []),
     limits: block({
       rps: v.optional(num(0), 0),
       burst: v.optional(int(1)),
@@ -215,7 +281,7 @@ export const ConfigSchema = v.object({
     serviceName: v.optional(str(), "hecate"),
     otlpEndpoint: v.optional(str(), ""),
     protocol: v.optional(v.picklist(["grpc", "http/protobuf"], 'must be "grpc" or "http/protobuf"')),
-    headers: v.optional(v.record(str(), str()), {}),
+    headers: v.optional(v.record(str(), str(), "must be a mapping of header names to values"), {}),
     insecure: v.optional(bool(), false),
     sampling: v.optional(v.pipe(num(0), v.maxValue(1, "must be ≤ 1")), 0.1),
     accessLog: v.optional(bool(), true),

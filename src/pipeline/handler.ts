@@ -71,7 +71,7 @@ export function createHandler(rt: Runtime, tls: boolean): Handler {
 function afterGlobal(ex: Exchange, rt: Runtime): Response | Promise<Response> {
   // 5. route
   const route = ex.gen.compiled.router.match(ex.host, ex.path);
-  if (route === undefined) return reject(ex, rt, new ProxyError("no_route", "no route", { source: "downstream" }));
+  if (route === undefined) return reject(ex, rt, new ProxyError("no_route", ex.gen.compiled.noRouteMessage, { source: "downstream" }));
   ex.route = route;
   // 6–7. route auth and policy
   if (route.stages.length > 0) return runStages(ex, rt, route.stages, 0, (e, r) => forward(e, e.route!, r));

@@ -17,6 +17,8 @@ export interface ReloadResult {
 
 /** The embedded default (SPEC §2.9): plain HTTP on :8080, admin on 127.0.0.1:9000, no routes. */
 export const EMBEDDED_DEFAULT = { admin: { listen: "127.0.0.1:9000" }, proxy: { listen: ":8080" } };
+/** What every request gets (404) on the embedded default. */
+export const EMBEDDED_DEFAULT_404 = "hecate is running on its embedded default config and has no routes; start it with -config=FILE (see hecate --help)";
 
 export async function loadAndCompile(
   path: string | null,
@@ -24,7 +26,9 @@ export async function loadAndCompile(
 ): Promise<{ ok: true; compiled: CompiledConfig } | { ok: false; errors: ConfigError[] }> {
   const loaded = path === null ? validateConfig(structuredClone(EMBEDDED_DEFAULT)) : await loadConfigFile(path);
   if (!loaded.ok) return loaded;
-  return compileConfig(loaded.config, registry, { disposers: [] });
+  const res = await compileConfig(loaded.config, registry, { disposers: [] });
+  if (path === null && res.ok) res.compiled.noRouteMessage = EMBEDDED_DEFAULT_404;
+  return res;
 }
 
 /**
