@@ -1,0 +1,37 @@
+// `bun run build`: the single Hecate binary (SPEC: one Bun-compiled binary).
+//
+//   bun run build                 dist/hecate        for this machine
+//   bun run build --musl          also dist/hecate-musl (linux x64, musl libc: Alpine)
+//   BUILD_MUSL=1 bun run build    same
+//
+// The musl runtime is not part of the installed bun package: `bun build` downloads it from the
+// npm registry the first time (then it is cached), so the musl build is opt-in. The binary
+// needs libstdc++ at run time (`apk add libstdc++` on Alpine; see the Dockerfile).
+import { mkdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+const root = join(import.meta.dir, "..");
+const args = process.argv.slice(2);
+for (const a of args)
+  if (a !== "--musl") {
+    console.error(`build: unknown argument ${JSON.stringify(a)} (only --musl)`);
+    process.exit(2);
+  }
+const musl = args.includes("--musl") || process.env.BUILD_MUSL === "1";
+
+const targets: { outfile: string; target?: string }[] = [{ outfile: "dist/hecate" }];
+if (musl) targets.push({ outfile: "dist/hecate-musl", target: "bun-linux-x64-musl" });
+
+mkdirSync(join(root, "dist"), { recursive: true });
+for (const t of targets) {
+  const started = performance.now();
+  const cmd = [process.execPath, "build", "--compile", "--minify", ...(t.target ? [`--target=${t.target}`] : []), "src/main.ts", "--outfile", t.outfile];
+  const r = Bun.spawnSync(cmd, { cwd: root, stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) {
+    process.stderr.write(r.stdout.toString() + r.stderr.toString());
+    console.error(`build: ${t.outfile} failed (exit ${r.exitCode})${t.target ? `; the ${t.target} runtime is fetched from the npm registry, which must be reachable` : ""}`);
+    process.exit(1);
+  }
+  const mb = (statSync(join(root, t.outfile)).size / 1e6).toFixed(0);
+  console.log(`build: ${t.outfile}${t.target ? ` (${t.target})` : ""}, ${mb} MB, ${Math.round(performance.now() - started)} ms`);
+}
