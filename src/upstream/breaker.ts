@@ -4,6 +4,12 @@
 // after `openAfterConsecutiveFailures` consecutive failures; open for `cooldownSec` (the
 // balancers skip it); then half-open: at most `halfOpenMaxRequests` trial requests in flight;
 // that many trial successes close it, any trial failure re-opens it.
+//
+// Only trial requests decide a half-open breaker: the verdict of a request sent while the
+// breaker was still closed (and that ends after it opened) does not re-open or close it.
+// Every transition is logged here ("breaker opened" / "breaker half-open" / "breaker closed");
+// `onChange` is for the other observers (metrics).
+import { log } from "../observability/log.ts";
 
 export type BreakerState = "closed" | "open" | "half-open";
 
@@ -24,6 +30,11 @@ export class CircuitBreaker {
   openedAt = 0;
   trialsInFlight = 0;
   trialSuccesses = 0;
+  /**
+   * Number of the current half-open period. A trial is tagged with it when sent, so that a
+   * trial of an earlier period (the breaker re-opened meanwhile) cannot decide this one.
+   */
+  private period = 0;
   onChange: BreakerListener | undefined;
 
   constructor(origin: string, settings: BreakerSettings, onChange?: BreakerListener) {
@@ -38,44 +49,58 @@ export class CircuitBreaker {
     if (this.state === "closed") return true;
     if (this.state === "open") {
       if (now - this.openedAt < this.settings.cooldownMs) return false;
-      this.transition("half-open");
+      this.period++;
       this.trialsInFlight = 0;
       this.trialSuccesses = 0;
+      this.transition("half-open");
     }
     return this.trialsInFlight < this.settings.halfOpenMaxRequests;
   }
 
-  /** Called when a request is actually sent; returns whether it counts as a half-open trial. */
-  onSend(): boolean {
-    if (this.state === "half-open") {
+  /**
+   * Called when a request is actually sent. Returns its trial tag: the half-open period it is
+   * a trial of, or 0 when it is not a trial. Pass it back to onSuccess/onFailure/onAbort.
+   */
+  onSend(): number {
+    if (this.state === "half-open" && this.settings.enabled) {
       this.trialsInFlight++;
-      return true;
+      return this.period;
     }
-    return false;
+    return 0;
   }
 
-  onSuccess(trial: boolean): void {
-    if (trial && this.trialsInFlight > 0) this.trialsInFlight--;
+  /** Does `trial` belong to the half-open period in progress? Releases its slot if so. */
+  private settle(trial: number): boolean {
+    if (trial === 0 || trial !== this.period || this.state !== "half-open") return false;
+    if (this.trialsInFlight > 0) this.trialsInFlight--;
+    return true;
+  }
+
+  onSuccess(trial: number): void {
+    const current = this.settle(trial);
     this.consecutiveFailures = 0;
-    if (this.state === "half-open" && trial) {
-      this.trialSuccesses++;
-      if (this.trialSuccesses >= this.settings.halfOpenMaxRequests) this.transition("closed");
-    }
+    if (current && ++this.trialSuccesses >= this.settings.halfOpenMaxRequests) this.transition("closed");
   }
 
-  onFailure(trial: boolean, now: number): void {
-    if (trial && this.trialsInFlight > 0) this.trialsInFlight--;
+  onFailure(trial: number, now: number): void {
+    const current = this.settle(trial);
     if (!this.settings.enabled) return;
     if (this.state === "half-open") {
-      this.open(now);
+      if (current) this.open(now);
       return;
     }
     if (this.state === "closed" && ++this.consecutiveFailures >= this.settings.openAfterConsecutiveFailures) this.open(now);
   }
 
   /** A request that ended without a verdict (client gone): release its trial slot. */
-  onAbort(trial: boolean): void {
-    if (trial && this.trialsInFlight > 0) this.trialsInFlight--;
+  onAbort(trial: number): void {
+    this.settle(trial);
+  }
+
+  /** For the admin API and metrics: the state as of `now` (an expired cooldown reads half-open). */
+  stateAt(now: number): BreakerState {
+    if (this.state === "open" && this.settings.enabled && now - this.openedAt >= this.settings.cooldownMs) return "half-open";
+    return this.state;
   }
 
   private open(now: number): void {
@@ -90,6 +115,8 @@ export class CircuitBreaker {
     const from = this.state;
     if (from === to) return;
     this.state = to;
+    if (to === "open") log("warn", "breaker opened", { upstream: this.origin, from, cooldownSec: this.settings.cooldownMs / 1000 });
+    else log("info", to === "closed" ? "breaker closed" : "breaker half-open", { upstream: this.origin, from });
     this.onChange?.(this.origin, from, to);
   }
 }

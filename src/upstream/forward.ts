@@ -10,6 +10,7 @@ import { selectUpstream, issueSticky } from "./select.ts";
 import type { UpstreamTarget } from "./target.ts";
 import type { UpstreamResponse } from "./transport.ts";
 import { hooks } from "../pipeline/hooks.ts";
+import { RetryBody } from "./retry-body.ts";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 const CONNECT_TIMEOUT_MS = 5000;
@@ -68,8 +69,9 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
   const cap = ex.gen.compiled.bodyBytesCap;
 
   // --- request body ------------------------------------------------------------------
-  let body: ReadableStream<Uint8Array> | Uint8Array | null = null;
-  let replayable = true;
+  // Uint8Array: buffered (fits retryBufferBytes); RetryBody: streamed, re-sendable while what
+  // was read of it fits retryBufferBytes (or nothing was read: a connect error).
+  let body: RetryBody | Uint8Array | null = null;
   let overCap = false;
   const clRaw = req.headers.get("content-length");
   const chunked = req.headers.has("transfer-encoding");
@@ -84,19 +86,18 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
           return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
         }
       } else {
-        body = req.body;
-        replayable = false;
+        body = new RetryBody(req.body!, retry.retryBufferBytes);
       }
     }
   } else if (chunked && req.body !== null) {
-    body = capped(req.body, cap, () => (overCap = true));
-    replayable = false;
+    body = new RetryBody(capped(req.body, cap, () => (overCap = true)), retry.retryBufferBytes);
   }
 
   const baseHeaders = upstreamRequestHeaders(ex, route, route.config.auth !== undefined);
   const idempotent = IDEMPOTENT.has(ex.method) || req.headers.has("idempotency-key");
   const deadline = route.timeoutMs > 0 ? ex.start + route.timeoutMs : Infinity;
   const clientSignal = req.signal;
+  const replayable = () => !(body instanceof RetryBody) || body.replayable;
 
   let tried: UpstreamTarget[] | null = null;
   let lastRes: UpstreamResponse | null = null;
@@ -154,7 +155,7 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
         path: upstreamPath(ex, route, t),
         host: ex.hostHeader,
         headers,
-        body: body instanceof Uint8Array ? body : attempt === 0 ? body : null,
+        body: body instanceof RetryBody ? body.stream() : body,
         signal: ctrl.signal,
         connectTimeoutMs: Math.min(CONNECT_TIMEOUT_MS, budget),
       });
@@ -193,10 +194,11 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
       const canRetry =
         attempt < retry.maxRetries &&
         (err.code === "connect_error"
-          ? retry.retryOnConnectErr && replayable
-          : err.code === "timeout" && retry.retryOn5xx && replayable && (idempotent && retry.retryIdempotent || req.headers.has("idempotency-key")));
+          ? retry.retryOnConnectErr && replayable()
+          : // a timeout, or a reset / bad answer before the headers (Hecate would answer 502)
+            retry.retryOn5xx && replayable() && (idempotent && retry.retryIdempotent || req.headers.has("idempotency-key")));
       if (!canRetry) break;
-      hooks.retry(ex, route, err.code === "timeout" ? "timeout" : "connect_error");
+      hooks.retry(ex, route, err.code === "timeout" ? "timeout" : err.code === "connect_error" ? "connect_error" : "status_5xx");
       if (!(await sleepBackoff(retry, attempt + 1, deadline, clientSignal))) {
         if (clientSignal.aborted) return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
         lastErr = new ProxyError("timeout", "upstream timed out", { source: "upstream" });
@@ -217,7 +219,7 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
       failed &&
       attempt < retry.maxRetries &&
       retry.retryOn5xx &&
-      replayable &&
+      replayable() &&
       ((idempotent && retry.retryIdempotent) || req.headers.has("idempotency-key"));
     if (canRetry) {
       // an alternative exists? otherwise keep this answer
