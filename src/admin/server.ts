@@ -3,6 +3,7 @@
 import type { Runtime } from "../runtime/runtime.ts";
 import { reload } from "../runtime/reload.ts";
 import { log } from "../observability/log.ts";
+import { checkAdminAuth } from "../policy/admin-auth.ts";
 
 import { json, text } from "./respond.ts";
 import { configView } from "./config-view.ts";
@@ -61,7 +62,9 @@ export function adminRoute(path: string, methods: Route): void {
 const OPEN = new Set(["/healthz", "/readyz"]);
 
 /** Set by the auth module: returns a 401 Response, or undefined when authorised. */
-export const adminAuth = { check: (_req: Request, _rt: Runtime): Response | undefined => undefined };
+export const adminAuth = {
+  check: (req: Request, rt: Runtime): Response | undefined | Promise<Response | undefined> => checkAdminAuth(req, rt),
+};
 
 export function createAdminHandler(rt: Runtime) {
   return (req: Request): Response | Promise<Response> => {
@@ -72,16 +75,21 @@ export function createAdminHandler(rt: Runtime) {
     const path = p === url.length ? "/" : q < 0 ? url.slice(p) : url.slice(p, q);
     if (!OPEN.has(path)) {
       const denied = adminAuth.check(req, rt);
+      if (denied instanceof Promise) return denied.then((d) => d ?? dispatch(req, rt, path));
       if (denied) return denied;
     }
-    const route = routes[path];
-    if (!route) return text("not found", 404);
-    const h = route[req.method] ?? (req.method === "HEAD" ? route.GET : undefined);
-    if (!h) {
-      const allow = Object.keys(route);
-      if (route.GET && !route.HEAD) allow.push("HEAD");
-      return text("method not allowed", 405, { allow: allow.join(", ") });
-    }
-    return h(req, rt);
+    return dispatch(req, rt, path);
   };
+}
+
+function dispatch(req: Request, rt: Runtime, path: string): Response | Promise<Response> {
+  const route = routes[path];
+  if (!route) return text("not found", 404);
+  const h = route[req.method] ?? (req.method === "HEAD" ? route.GET : undefined);
+  if (!h) {
+    const allow = Object.keys(route);
+    if (route.GET && !route.HEAD) allow.push("HEAD");
+    return text("method not allowed", 405, { allow: allow.join(", ") });
+  }
+  return h(req, rt);
 }

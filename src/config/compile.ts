@@ -137,7 +137,7 @@ export async function compileConfig(config: Config, registry: UpstreamRegistry, 
     halfOpenMaxRequests: p.circuitBreaker.halfOpenMaxRequests,
   };
 
-  const stageCtx: StageContext = { ...ctx, errors };
+  const stageCtx: StageContext = { owner: registry, ...ctx, errors };
   const names = new Set<string>();
   const routes: CompiledRoute[] = [];
   const upstreamUrls = new Map<string, { target: UpstreamTarget; routes: string[] }>();
