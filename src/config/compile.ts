@@ -122,7 +122,7 @@ export async function compileConfig(config: Config, registry: UpstreamRegistry, 
   if (config.tls?.requireClientCert && !config.tls.clientCAFile)
     errors.push({ path: "tls.requireClientCert", message: "needs tls.clientCAFile" });
   if (p.limits.burst !== undefined && p.limits.rps === 0) errors.push({ path: "proxy.limits.burst", message: "has no effect without proxy.limits.rps" });
-  if (p.retry.backoffMaxMs < p.retry.backoffBaseMs) errors.push({ path: "proxy.retry.backoffMaxMs", message: "must be ≥ backoffBaseMs" });
+  if (p.retry.backoffMaxMs < p.retry.backoffBaseMs) errors.push({ path: "proxy.retry.backoffMaxMs", message: `must be ≥ backoffBaseMs (${p.retry.backoffMaxMs} < ${p.retry.backoffBaseMs})` });
 
   const trusted = new CidrSet();
   p.trustedProxies.forEach((c, i) => {
@@ -205,7 +205,10 @@ export async function compileConfig(config: Config, registry: UpstreamRegistry, 
       : null;
 
     const retry = mergeRetry(p.retry, rc.retry);
-    if (retry.backoffMaxMs < retry.backoffBaseMs) errors.push({ path: `${at}.retry.backoffMaxMs`, message: "must be ≥ backoffBaseMs" });
+    // Reported for the route only when the route sets a backoff key (else the global error says it).
+    const ownBackoff = rc.retry?.backoffBaseMs !== undefined || rc.retry?.backoffMaxMs !== undefined;
+    if (ownBackoff && retry.backoffMaxMs < retry.backoffBaseMs)
+      errors.push({ path: `${at}.retry.backoffMaxMs`, message: `must be ≥ backoffBaseMs (${retry.backoffMaxMs} < ${retry.backoffBaseMs})` });
 
     const stages = await buildRouteStages(rc, i, config, stageCtx);
     const lower = (rec: Record<string, string>) => Object.entries(rec).map(([k, val]) => [k.toLowerCase(), val] as [string, string]);

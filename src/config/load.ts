@@ -121,7 +121,11 @@ function issueMessage(issue: v.BaseIssue<unknown>): string {
   return `${issue.message} (got ${describe(issue.input)})`;
 }
 
+/** Stands in for a list found where a mapping belongs (valibot would take a list for an object). */
+const A_LIST = Symbol("a list");
+
 function describe(x: unknown): string {
+  if (x === A_LIST) return "a list";
   if (typeof x === "string") return JSON.stringify(x.length > 60 ? x.slice(0, 60) + "…" : x);
   if (Array.isArray(x)) return x.length === 0 ? "an empty list" : "a list";
   if (x === null || x === undefined) return "nothing";
@@ -215,8 +219,12 @@ type AnySchema = {
   getter?: (input: unknown) => AnySchema;
 };
 
-/** Walk the schema beside the value; every key the schema does not know is an error. */
-function findUnknownKeys(schema: AnySchema, value: unknown, path: (string | number)[], errors: ConfigError[]): void {
+/**
+ * Walk the schema beside the value; every key the schema does not know is an error. A list
+ * where a mapping belongs is swapped for A_LIST through `replace`, so that the schema reports
+ * "must be a mapping (got a list)" there (valibot's object() accepts arrays).
+ */
+function findUnknownKeys(schema: AnySchema, value: unknown, path: (string | number)[], errors: ConfigError[], replace?: (v: unknown) => void): void {
   for (;;) {
     if (schema.type === "optional" || schema.type === "nullable" || schema.type === "nullish") schema = schema.wrapped!;
     else if (schema.type === "lazy") schema = schema.getter!(value);
@@ -225,11 +233,13 @@ function findUnknownKeys(schema: AnySchema, value: unknown, path: (string | numb
   if (value === null || value === undefined) return;
   switch (schema.type) {
     case "object": {
+      if (Array.isArray(value)) replace?.(A_LIST);
       if (typeof value !== "object" || Array.isArray(value)) return; // the type error is valibot's to report
       const entries = schema.entries!;
-      for (const key of Object.keys(value)) {
+      const rec = value as Record<string, unknown>;
+      for (const key of Object.keys(rec)) {
         const sub = entries[key];
-        if (sub) findUnknownKeys(sub, (value as Record<string, unknown>)[key], [...path, key], errors);
+        if (sub) findUnknownKeys(sub, rec[key], [...path, key], errors, (nv) => (rec[key] = nv));
         else {
           const guess = closest(key, Object.keys(entries));
           errors.push({ path: formatPath([...path, key]), message: guess ? `unknown key, did you mean ${guess}?` : `unknown key (known keys here: ${Object.keys(entries).join(", ")})` });
@@ -238,17 +248,20 @@ function findUnknownKeys(schema: AnySchema, value: unknown, path: (string | numb
       return;
     }
     case "array":
-      if (Array.isArray(value)) value.forEach((item, i) => findUnknownKeys(schema.item!, item, [...path, i], errors));
+      if (Array.isArray(value)) value.forEach((item, i) => findUnknownKeys(schema.item!, item, [...path, i], errors, (nv) => (value[i] = nv)));
       return;
     case "record":
-      if (typeof value === "object" && !Array.isArray(value))
-        for (const [k, item] of Object.entries(value)) findUnknownKeys(schema.value!, item, [...path, k], errors);
+      if (Array.isArray(value)) replace?.(A_LIST);
+      else if (typeof value === "object") {
+        const rec = value as Record<string, unknown>;
+        for (const [k, item] of Object.entries(rec)) findUnknownKeys(schema.value!, item, [...path, k], errors, (nv) => (rec[k] = nv));
+      }
       return;
     case "union": {
       // Check against the object option when the value is a mapping.
       if (typeof value === "object" && !Array.isArray(value)) {
         const obj = schema.options!.find((o) => o.type === "object");
-        if (obj) findUnknownKeys(obj, value, path, errors);
+        if (obj) findUnknownKeys(obj, value, path, errors, replace);
       }
       return;
     }

@@ -185,11 +185,11 @@ const UpstreamObjectSchema = obj({
   url: upstreamUrl(),
   weight: v.optional(int(1), 1),
 });
-const UpstreamUnion = v.union([upstreamUrl(), UpstreamObjectSchema], "must be a URL string or { url, weight }");
+const NotAnUpstream = v.never("must be a URL string or { url, weight }");
 /** A URL string or `{ url, weight }`. Picked by the value's type so that an error inside the
  *  object names its key (`upstreams[0].weight: …`) instead of "not a string or object". */
 export const UpstreamSchema = v.lazy((input) =>
-  typeof input === "string" ? upstreamUrl() : typeof input === "object" && input !== null && !Array.isArray(input) ? UpstreamObjectSchema : UpstreamUnion,
+  typeof input === "string" ? upstreamUrl() : typeof input === "object" && input !== null && !Array.isArray(input) ? UpstreamObjectSchema : NotAnUpstream,
 );
 
 export const RouteSchema = obj({
