@@ -1,3 +1,4 @@
 // Wires the optional modules into the pipeline hooks and background services. Importing this
 // file once (main.ts, tests) turns them on; the core never imports them directly.
 import "./upstream/health.ts";
+import "./admin/status-page.ts";
