@@ -2,3 +2,5 @@
 // file once (main.ts, tests) turns them on; the core never imports them directly.
 import "./upstream/health.ts";
 import "./admin/status-page.ts";
+import "./observability/metrics-hooks.ts";
+import "./observability/tracing.ts";

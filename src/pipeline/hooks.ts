@@ -26,4 +26,6 @@ export const hooks = {
   reload(_ok: boolean, _generation: number): void {},
   /** A new generation is live (health checkers, metrics children rebuild here). */
   generation(_rt: unknown): void {},
+  /** A policy stage denied the request; `policy` ∈ limits, ip_acl, geoip, asn, rate_limit, auth. */
+  denied(_ex: Exchange, _policy: string): void {},
 };
