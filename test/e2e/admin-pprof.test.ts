@@ -51,7 +51,7 @@ test("CPU profile of 1 s while load runs: .cpuprofile JSON with samples", async 
   const ids = new Set(p.nodes.map((n: any) => n.id));
   for (const s of p.samples) expect(ids.has(s)).toBe(true);
   // the proxy's own code shows up in the samples
-  const names = new Set(p.nodes.map((n: any) => n.callFrame.url as string));
+  const names = new Set<string>(p.nodes.map((n: any) => n.callFrame.url as string));
   expect([...names].some((u) => u.includes("/src/"))).toBe(true);
 }, 20_000);
 
