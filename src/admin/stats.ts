@@ -86,8 +86,12 @@ export class RouteSeries {
     }
   }
 
-  /** The series over the WINDOW seconds ending with `nowSec` (the last point is the current, partial second). */
-  snapshot(nowSec: number): SeriesSnapshot {
+  /**
+   * The series over the WINDOW seconds ending with `nowSec` (the last point is the current,
+   * partial second). Rates average the last RATE_SEC complete seconds, or fewer when the
+   * collector is younger (`sinceSec`: its first second).
+   */
+  snapshot(nowSec: number, sinceSec = 0): SeriesSnapshot {
     const count: number[] = [];
     const errors: number[] = [];
     const denied: number[] = [];
@@ -117,13 +121,14 @@ export class RouteSeries {
         }
       }
     }
+    const span = Math.max(1, Math.min(RATE_SEC, nowSec - sinceSec));
     const q50 = quantile(merged, 0, n, 0.5);
     const q99 = quantile(merged, 0, n, 0.99);
     return {
-      rate: rc / RATE_SEC,
-      errorsPerSec: re / RATE_SEC,
+      rate: rc / span,
+      errorsPerSec: re / span,
       errorRatio: rc > 0 ? re / rc : 0,
-      deniedPerSec: rd / RATE_SEC,
+      deniedPerSec: rd / span,
       windowRequests: n,
       p50Ms: q50 < 0 ? null : round(q50),
       p99Ms: q99 < 0 ? null : round(q99),
@@ -159,6 +164,8 @@ export class Collector {
   readonly protocols = new Map<string, number>();
   /** Port the public listener is bound to, learnt from the first request (0 = unknown yet). */
   publicPort = 0;
+  /** Epoch second the collector started counting. */
+  readonly since = Math.floor(Date.now() / 1000);
 }
 
 const byRuntime = new WeakMap<Runtime, Collector>();
@@ -258,7 +265,7 @@ export function statsDocument(rt: Runtime, adminHost = ""): unknown {
       lb: r.balancer?.algorithm ?? r.config.lb.algorithm,
       sticky: r.sticky !== null,
       upstreams: r.upstreams.map((t) => t.url),
-      ...s.snapshot(nowSec),
+      ...s.snapshot(nowSec, c.since),
     };
   });
   // Routes removed by a reload keep their series until they have been idle for a window.
@@ -297,7 +304,7 @@ export function statsDocument(rt: Runtime, adminHost = ""): unknown {
     listeners: listenersOf(rt, c, adminHost),
     protocols,
     routes,
-    unmatched: (c.routes.get("") ?? EMPTY).snapshot(nowSec),
+    unmatched: (c.routes.get("") ?? EMPTY).snapshot(nowSec, c.since),
     upstreams,
   };
 }

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { startHecate, startUpstream } from "../helpers/hecate.ts";
+import { RouteSeries, WINDOW } from "../../src/admin/stats.ts";
 
 // The callbacks given to page.evaluate/waitForFunction run in the browser; the project's
 // TypeScript config has no DOM library, so this module declares the one global they use.
@@ -24,6 +25,10 @@ const flaky = startUpstream((req) => {
   return new Response("flaky\n");
 });
 const steady = startUpstream((req) => new Response(new URL(req.url).pathname === "/healthz" ? "ok\n" : "steady\n"));
+const slow = startUpstream(async (req) => {
+  if (new URL(req.url).pathname !== "/healthz") await Bun.sleep(60);
+  return new Response("slow\n");
+});
 const broken = startUpstream((req) => (new URL(req.url).pathname === "/healthz" ? new Response("ok\n") : new Response("boom\n", { status: 500 })));
 
 const h = await startHecate({
@@ -34,6 +39,7 @@ const h = await startHecate({
       { name: "api", hosts: ["api.test", "*.api.test"], pathPrefix: "/api", upstreams: [flaky.url, steady.url] },
       { name: "limited", hosts: ["limited.test"], upstreams: [steady.url], policy: { rateLimit: { rps: 0.01, burst: 1 } } },
       { name: "boom", hosts: ["boom.test"], upstreams: [broken.url] },
+      { name: "slow", hosts: ["slow.test"], upstreams: [slow.url] },
       { name: "web", upstreams: [steady.url] },
     ],
   },
@@ -67,6 +73,7 @@ afterAll(async () => {
   flaky.stop();
   steady.stop();
   broken.stop();
+  slow.stop();
 }, 20_000);
 
 /** Number of completed refreshes of the page's data. */
@@ -96,7 +103,7 @@ test("loads, shows the routes, refreshes itself and fits 360 px", async () => {
   const res = await page.goto(`${h.adminUrl}/`);
   expect(res?.status()).toBe(200);
   await page.waitForFunction(() => Number(document.body.dataset.refreshes) >= 1);
-  expect(await page.locator("tr[data-route]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-route")))).toEqual(["api", "limited", "boom", "web"]);
+  expect(await page.locator("tr[data-route]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-route")))).toEqual(["api", "limited", "boom", "slow", "web"]);
   const api = page.locator('tr[data-route="api"]');
   expect(await api.textContent()).toContain("api.test");
   expect(await api.textContent()).toContain("*.api.test");
@@ -141,6 +148,34 @@ test("errors and rate-limit denials are counted per route, in the JSON and on th
   expect(limited).toContain("(2 total)");
   await page.waitForFunction(() => /✖ [\d.]+\/s \(100\.0%\)/.test(document.querySelector('tr[data-route="boom"]')?.textContent ?? ""), null, { timeout: 5000 });
 }, 15_000);
+
+test("latency quantiles: from the proxy, and the sketch's error bound and one-second ring", async () => {
+  await Promise.all([0, 1, 2, 3, 4].map(() => fetch(`${h.url}/`, { headers: { host: "slow.test" } }).then((r) => r.text())));
+  const auth = { authorization: `Basic ${btoa(`${AUTH.username}:${AUTH.password}`)}` };
+  const stats = (await (await fetch(`${h.adminUrl}/admin/stats`, { headers: auth })).json()) as { routes: { name: string; p50Ms: number; p99Ms: number }[] };
+  const s = stats.routes.find((r) => r.name === "slow")!;
+  expect(s.p50Ms).toBeGreaterThan(60 / 1.2);
+  expect(s.p50Ms).toBeLessThan(150);
+
+  const r = new RouteSeries();
+  const sec = 1_000_000;
+  for (let ms = 1; ms <= 1000; ms++) r.record(sec, ms, false, false);
+  const snap = r.snapshot(sec);
+  expect(snap.p50Ms! / 500).toBeGreaterThan(1 / 1.2);
+  expect(snap.p50Ms! / 500).toBeLessThan(1.2);
+  expect(snap.p99Ms! / 990).toBeGreaterThan(1 / 1.2);
+  expect(snap.p99Ms! / 990).toBeLessThan(1.2);
+  expect(snap.series.count.at(-1)).toBe(1000);
+  // the slot of `sec` is reused WINDOW seconds later: the old second is gone, totals stay
+  r.record(sec + WINDOW, 5, true, true);
+  const later = r.snapshot(sec + WINDOW);
+  expect(later.windowRequests).toBe(1);
+  expect(later.series.count.at(-1)).toBe(1);
+  expect(later.series.errors.at(-1)).toBe(1);
+  expect(later.totals).toEqual({ requests: 1001, errors: 1, denied: 1 });
+  expect(later.p50Ms! / 5).toBeGreaterThan(1 / 1.2);
+  expect(later.p50Ms! / 5).toBeLessThan(1.2);
+});
 
 test("an upstream ejected by the health checks shows as unhealthy within two refreshes", async () => {
   const row = `tr[data-upstream="${flaky.url}"]`;
