@@ -209,6 +209,43 @@ test("health and breaker state of upstreams that remain is kept; removed ones ar
   stateA.lastError = "";
 });
 
+test("an ejected upstream stays ejected across a reload", async () => {
+  const sick = startUpstream((req) => new Response("sick", { status: new URL(req.url).pathname === "/healthz" ? 500 : 200 }));
+  try {
+    const withSick = (extra: Routes) => config([...base, { name: "sick", pathPrefix: "/sick", upstreams: [sick.url] }, ...extra], { health: { intervalSec: 0.2, failThreshold: 1 } });
+    write(withSick([]));
+    expect((await reload()).status).toBe(200);
+    const healthy = async () => (((await (await fetch(h.adminUrl + "/admin/upstreams")).json()) as any).upstreams.find((u: any) => u.url === sick.url)?.healthy as boolean);
+    const end = performance.now() + 5000;
+    while ((await healthy()) !== false && performance.now() < end) await Bun.sleep(20);
+    expect(await healthy()).toBe(false);
+    const state = h.rt.registry.byUrl.get(sick.url);
+    write(withSick([{ name: "other", pathPrefix: "/other", upstreams: [b.url] }]));
+    expect((await reload()).status).toBe(200);
+    expect(h.rt.registry.byUrl.get(sick.url)).toBe(state);
+    expect(await healthy()).toBe(false);
+    expect((await get("/sick")).status).toBe(503);
+  } finally {
+    write(initial);
+    await reload();
+    sick.stop();
+  }
+});
+
+test("rate-limit buckets of rules that remain are kept across a reload", async () => {
+  const limited = { name: "limited", pathPrefix: "/limited", upstreams: [a.url], policy: { rateLimit: { rps: 0.001, burst: 2 } } };
+  write(config([...base, limited]));
+  expect((await reload()).status).toBe(200);
+  expect((await get("/limited")).status).toBe(200);
+  expect((await get("/limited")).status).toBe(200);
+  expect((await get("/limited")).status).toBe(429);
+  // another route changes; the limited one stays as it was
+  write(config([...base.filter((r) => r.name !== "gone"), limited]));
+  const r = await reload();
+  expect(((await r.json()) as any).changed.routes.removed).toEqual(["gone"]);
+  expect((await get("/limited")).status).toBe(429);
+});
+
 test("concurrent reloads run one after another, each with its own generation", async () => {
   const gen = h.rt.gen.id;
   const rs = await Promise.all([reload(), reload(), reload()]);
