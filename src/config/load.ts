@@ -162,6 +162,13 @@ function crossChecks(raw: Record<string, unknown>, errors: ConfigError[]): void 
       else errors.push({ path: `proxy.routes[${i}].name`, message: `duplicate route name ${JSON.stringify(r.name)} (already used by proxy.routes[${j}])` });
     });
   }
+  // `auth: {}` protects nothing: say so rather than run an open listener or route by surprise.
+  const emptyAuth = (auth: unknown, path: string) => {
+    if (isObj(auth) && auth.bearerToken === undefined && auth.basic === undefined)
+      errors.push({ path, message: "needs bearerToken or basic (remove auth for no authentication)" });
+  };
+  if (isObj(raw.admin)) emptyAuth(raw.admin.auth, "admin.auth");
+  if (Array.isArray(proxy.routes)) proxy.routes.forEach((r, i) => isObj(r) && emptyAuth(r.auth, `proxy.routes[${i}].auth`));
   if (proxy.enableHTTP3 === true && tls === undefined)
     errors.push({ path: "proxy.enableHTTP3", message: "HTTP/3 requires TLS: add a tls section (or set enableHTTP3: false)" });
   if (tls) {
