@@ -168,6 +168,9 @@ export function explain(rt: Runtime, q: ExplainQuery): Explanation {
       else notes.push(`pinned to ${pinned.url} by ${where}`);
     } else notes.push(`no sticky marker (${where}): the balancer picks and the answer pins`);
   }
+  const algorithm = route.balancer.algorithm;
+  if (algorithm === "random" || algorithm === "least_request")
+    notes.push(`${algorithm} draws at random: "chosen" is one possible pick, another request may go elsewhere`);
   if (route.hashed) {
     const key = hashKeyOf(ex, route);
     notes.push(key === "" ? "consistent hashing with an empty key (pass ip= or the hashKey header/cookie)" : `consistent hashing on ${JSON.stringify(key)}`);

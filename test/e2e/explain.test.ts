@@ -22,6 +22,7 @@ const h = await startHecate({
       { name: "sticky", hosts: ["sticky.test"], upstreams: [A.url, B.url, C.url], stickiness: { enabled: true } },
       { name: "strict", hosts: ["strict.test"], upstreams: [A.url, B.url], stickiness: { enabled: true, mode: "header", strict: true } },
       { name: "breaker", hosts: ["breaker.test"], upstreams: [D.url, C.url] },
+      { name: "hash", hosts: ["hash.test"], upstreams: [A.url, B.url, C.url], lb: { algorithm: "maglev", hashKey: "X-User", maglevTableSize: 307 } },
       { name: "any", upstreams: [A.url, B.url, C.url] },
     ],
   },
@@ -189,6 +190,18 @@ test("sticky pin: a cookie pins the upstream; unknown ids are ignored; an ejecte
   } finally {
     st.healthy = true;
   }
+});
+
+test("consistent hashing: explain names the upstream the proxy then uses, by header key or client IP", async () => {
+  for (const user of ["alice", "bob", "carol", "dave", "erin", "frank"]) {
+    const e = await explain({ host: "hash.test", path: "/", header: `X-User: ${user}` });
+    expect(e.notes.join("\n")).toContain(`consistent hashing on "${user}"`);
+    const r = await fetch(`${h.url}/`, { headers: { host: "hash.test", "x-user": user } });
+    expect(e.chosen).toBe(`http://127.0.0.1:${((await r.json()) as { port: number }).port}`);
+  }
+  const byIp = await explain({ host: "hash.test", path: "/", ip: "127.0.0.1" });
+  const r = await fetch(`${h.url}/`, { headers: { host: "hash.test" } });
+  expect(byIp.chosen).toBe(`http://127.0.0.1:${((await r.json()) as { port: number }).port}`);
 });
 
 test("no route, drain note, and bad queries", async () => {
