@@ -34,13 +34,15 @@ export interface Authenticator {
   check(authorization: string | null): boolean | Promise<boolean>;
   /** WWW-Authenticate values, one per configured scheme. */
   readonly challenges: readonly string[];
+  /** Credentials held in the verified-hash cache (≤ VERIFIED_CACHE_MAX). */
+  verifiedCount(): number;
 }
 
 class BasicChecker {
   private readonly user: Uint8Array;
   private readonly pass: Uint8Array | null;
   private readonly hash: string | null;
-  private readonly verified = new Set<string>();
+  readonly verified = new Set<string>();
 
   constructor(username: string, password: string) {
     this.user = sha256(username);
@@ -103,6 +105,7 @@ export function compileAuth(cfg: AuthConfig | undefined, at: string, realm: stri
   const t = bearer;
   return {
     challenges,
+    verifiedCount: () => (b === null ? 0 : b.verified.size),
     check(h: string | null): boolean | Promise<boolean> {
       if (h === null) return false;
       const sp = h.indexOf(" ");
