@@ -68,7 +68,12 @@ export function parseConfigText(text: string, file = "<config>"): LoadResult {
       ok: false,
       errors: doc.errors.map((e) => {
         const pos = lineCounter.linePos(e.pos[0]);
-        return { path: "", message: `${file}:${pos.line}:${pos.col}: ${e.message.split("\n")[0]}` };
+        let msg = e.message.split("\n")[0]!;
+        if (e.code === "DUPLICATE_KEY") {
+          const key = /^["']?([^"':\n]+)/.exec(text.slice(e.pos[0]))?.[1];
+          msg = key ? `duplicate key ${JSON.stringify(key.trim())}: a key may appear only once in a mapping` : msg;
+        } else if (e.code === "BAD_INDENT" || (e.code === "MISSING_CHAR" && msg.startsWith("Sequence item"))) msg += " (check the indentation of this line and the one above)";
+        return { path: "", message: `${file}:${pos.line}:${pos.col}: ${msg}` };
       }),
     };
   }
