@@ -5,13 +5,15 @@
 //
 // Each case is loaded and compiled as `hecate check -config=test/config/cases/<name>/input.yaml`
 // does when run from the repository root (relative paths in a case, e.g. certificate files
-// and ../shared/testdata, are relative to the root).
+// and ../shared/testdata, are relative to the root). Messages that show an absolute path (a
+// geo database that cannot be opened) have the repository's path written as <repo>, its
+// parent as <repo>/.. (where ../shared/testdata lives).
 //
 // Regenerate after a deliberate change, then review the diff before committing:
 //   UPDATE_GOLDEN=1 bun test test/config/golden.test.ts
 import { test, expect } from "bun:test";
 import { readdirSync, existsSync, readFileSync, writeFileSync, rmSync } from "node:fs";
-import { join, relative } from "node:path";
+import { join, relative, dirname } from "node:path";
 import { loadConfigFile, formatError, type ConfigError } from "../../src/config/load.ts";
 import { compileConfig } from "../../src/config/compile.ts";
 import { routeTable } from "../../src/config/route-table.ts";
@@ -29,7 +31,7 @@ const cases = readdirSync(casesDir, { withFileTypes: true })
 type Outcome = { kind: "ok"; json: string } | { kind: "errors"; text: string };
 
 async function run(file: string): Promise<Outcome> {
-  const errorsOf = (errors: ConfigError[]): Outcome => ({ kind: "errors", text: errors.map(formatError).join("\n") + "\n" });
+  const errorsOf = (errors: ConfigError[]): Outcome => ({ kind: "errors", text: errors.map(formatError).join("\n").replaceAll(root, "<repo>").replaceAll(dirname(root) + "/", "<repo>/../") + "\n" });
   const loaded = await loadConfigFile(file);
   if (!loaded.ok) return errorsOf(loaded.errors);
   const res = await compileConfig(loaded.config, new UpstreamRegistry(), { disposers: [] });
