@@ -31,7 +31,9 @@ const slow = startUpstream(async (req) => {
 });
 const broken = startUpstream((req) => (new URL(req.url).pathname === "/healthz" ? new Response("ok\n") : new Response("boom\n", { status: 500 })));
 
-const h = await startHecate({
+const configDir = mkdtempSync(join(tmpdir(), "hecate-status-config-"));
+const configPath = join(configDir, "hecate.yaml");
+const config = {
   admin: { auth: { basic: AUTH } },
   proxy: {
     health: { intervalSec: 0.5, timeoutSec: 1, failThreshold: 1, successReset: 1, path: "/healthz" },
@@ -43,7 +45,8 @@ const h = await startHecate({
       { name: "web", upstreams: [steady.url] },
     ],
   },
-});
+};
+const h = await startHecate(config, { configPath });
 
 const userDataDir = mkdtempSync(join(tmpdir(), "hecate-status-chromium-"));
 let ctx: BrowserContext;
@@ -69,6 +72,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await ctx?.close();
   rmSync(userDataDir, { recursive: true, force: true });
+  rmSync(configDir, { recursive: true, force: true });
   await h.shutdown();
   flaky.stop();
   steady.stop();
@@ -255,3 +259,26 @@ test("the explain form answers in the page", async () => {
   expect(out).toMatch(/web.*shadowed by "api": wildcard host \*\.api\.test beats any-host/);
   expect(pageErrors).toEqual([]);
 }, 10_000);
+
+test("reloads show up: a failed one keeps the generation, a good one moves it", async () => {
+  const auth = { authorization: `Basic ${btoa(`${AUTH.username}:${AUTH.password}`)}` };
+  await Bun.write(configPath, "proxy:\n  routes:\n    - name: broken\n      pathPrefx: /x\n");
+  expect((await fetch(`${h.adminUrl}/admin/reload`, { method: "POST", headers: auth })).status).toBe(400);
+  await page.waitForFunction(() => document.getElementById("reload")?.textContent?.includes("failed"), null, { timeout: 5000 });
+  expect(await page.locator("#reload").textContent()).toMatch(/failed, \d+ errors?; old config kept/);
+  expect(await page.locator("#generation").textContent()).toBe("1");
+
+  // the same config as YAML (JSON is YAML) with the listeners it runs on, plus one route
+  const next = structuredClone(config) as any;
+  next.admin.listen = "127.0.0.1:0";
+  next.proxy.listen = "127.0.0.1:0";
+  next.telemetry = { accessLog: false, logLevel: "warn" };
+  next.proxy.routes.push({ name: "added", hosts: ["added.test"], upstreams: [steady.url] });
+  await Bun.write(configPath, JSON.stringify(next));
+  expect((await fetch(`${h.adminUrl}/admin/reload`, { method: "POST", headers: auth })).status).toBe(200);
+  await page.waitForFunction(() => document.getElementById("generation")?.textContent === "2", null, { timeout: 5000 });
+  expect(await page.locator("#reload").textContent()).toContain("succeeded");
+  await page.waitForSelector('tr[data-route="added"]', { timeout: 5000 });
+  expect(await page.locator('tr[data-route="api"] td:last-child').textContent()).toMatch(/^5\b/); // a route keeps its numbers over a reload
+  expect(pageErrors).toEqual([]);
+}, 15_000);
