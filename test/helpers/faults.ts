@@ -43,9 +43,10 @@ export interface StatusUpstream extends Fixture {
 
 /**
  * Answers the i-th request with `statuses[i]` (the last one repeats), body = JSON
- * `{ i, port, status, method, path, body }`. `delayMs` delays every answer.
+ * `{ i, port, status, method, path, body }`. `delayMs` delays every answer. Requests for
+ * `healthPath` (when given) get 200 and are neither recorded nor counted.
  */
-export function statusUpstream(statuses: number[], opts: { delayMs?: number } = {}): StatusUpstream {
+export function statusUpstream(statuses: number[], opts: { delayMs?: number; healthPath?: string } = {}): StatusUpstream {
   const seen: Seen[] = [];
   let seq = statuses;
   let base = 0;
@@ -54,6 +55,7 @@ export function statusUpstream(statuses: number[], opts: { delayMs?: number } = 
     hostname: "127.0.0.1",
     idleTimeout: 30,
     async fetch(req) {
+      if (opts.healthPath !== undefined && req.url.endsWith(opts.healthPath)) return new Response("ok\n");
       const body = await req.text();
       const i = seen.length;
       seen.push(record(req, body));
