@@ -4,3 +4,4 @@ import "./upstream/health.ts";
 import "./admin/status-page.ts";
 import "./observability/metrics-hooks.ts";
 import "./observability/tracing.ts";
+import "./observability/lifecycle.ts";
