@@ -50,11 +50,11 @@ export function statusUpstream(statuses: number[], opts: { delayMs?: number; hea
   const seen: Seen[] = [];
   let seq = statuses;
   let base = 0;
-  const server = Bun.serve({
+  const server: ReturnType<typeof Bun.serve> = Bun.serve({
     port: 0,
     hostname: "127.0.0.1",
     idleTimeout: 30,
-    async fetch(req) {
+    async fetch(req): Promise<Response> {
       if (opts.healthPath !== undefined && req.url.endsWith(opts.healthPath)) return new Response("ok\n");
       const body = await req.text();
       const i = seen.length;
@@ -230,11 +230,11 @@ export function healthUpstream(healthPath = "/healthz"): HealthUpstream {
     served: 0,
     stop: () => {},
   };
-  const server = Bun.serve({
+  const server: ReturnType<typeof Bun.serve> = Bun.serve({
     port: 0,
     hostname: "127.0.0.1",
     idleTimeout: 30,
-    async fetch(req) {
+    async fetch(req): Promise<Response> {
       const u = req.url;
       const path = u.slice(u.indexOf("/", u.indexOf("//") + 2));
       if (path.endsWith(healthPath)) {
