@@ -134,6 +134,23 @@ test("invalid file → 400 with every error; nothing changes; failure is reporte
   }
 });
 
+test("reload results are counted in /metrics", async () => {
+  const count = async (result: string) => {
+    const m = await (await fetch(h.adminUrl + "/metrics")).text();
+    const line = m.split("\n").find((l) => l.startsWith(`hecate_config_reloads_total{result="${result}"}`));
+    return line ? Number(line.split(" ").pop()) : 0;
+  };
+  const [ok0, bad0] = [await count("success"), await count("failure")];
+  write("proxy: {routes: [{name: x}]}\n");
+  expect((await reload()).status).toBe(400);
+  write(initial);
+  expect((await reload()).status).toBe(200);
+  expect(await count("failure")).toBe(bad0 + 1);
+  expect(await count("success")).toBe(ok0 + 1);
+  const m = await (await fetch(h.adminUrl + "/metrics")).text();
+  expect(m).toContain(`hecate_config_generation ${h.rt.gen.id}`);
+});
+
 test("a valid file whose compile fails changes nothing either (breaker settings included)", async () => {
   const breaker = h.rt.registry.breakers.get(new URL(a.url).origin)!;
   const settings = breaker.settings;
