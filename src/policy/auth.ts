@@ -10,7 +10,10 @@
 //   Successful verifications are remembered per credential in a small bounded cache, keyed
 //   by a salted SHA-256 of the credential (the salt is random per process, so the cache holds
 //   nothing that helps an offline guess), so the slow hash runs once, not per request.
-// - A refusal is 401 with one `WWW-Authenticate` field per configured scheme (Basic first).
+// - A refusal is 401 with one `WWW-Authenticate` challenge per configured scheme (Basic first).
+//   They are appended as separate fields, but Bun.serve writes repeated fields other than
+//   Set-Cookie as one comma-joined field (`Basic realm="hecate", Bearer realm="hecate"`), which
+//   RFC 9110 §11.6.1 defines as the same challenge list; clients (curl, browsers) read both.
 import { timingSafeEqual, randomBytes } from "node:crypto";
 import type { AuthConfig } from "../config/schema.ts";
 import type { ConfigError } from "../config/load.ts";

@@ -108,7 +108,7 @@ test("unauthorized(): one WWW-Authenticate per scheme, text body", async () => {
   const values: string[] = [];
   r.headers.forEach((v, k) => k === "www-authenticate" && values.push(v));
   expect(await r.text()).toBe("unauthorized\n");
-  // Headers joins repeated fields on get(); the raw list keeps them apart on the wire (see e2e)
+  // appended separately; Headers.get() (and Bun.serve on the wire) join them with ", "
   expect(r.headers.get("www-authenticate")).toContain('Basic realm="hecate-admin"');
   expect(r.headers.get("www-authenticate")).toContain('Bearer realm="hecate-admin"');
 });
