@@ -1,0 +1,799 @@
+// UpstreamTransport for http:// upstreams: a pooled HTTP/1.1 client on Bun.connect.
+//
+// Why not fetch: fetch costs ~40 µs of CPU per request and pools at most 64 connections per
+// host (BUN-NOTES.md); this client reached ~1.0× nginx in the bench (bench/README.md, `tcp`).
+//
+// One Conn per socket, one Exchange per request attempt. The request head is one string
+// written through a shared scratch buffer together with a small buffered body (one send()).
+// The response is parsed incrementally (parser.ts); send() resolves when the head is parsed,
+// with a pull-based body stream: the socket is paused while the stream holds more than
+// `bodyHighWaterMark` bytes, so a slow client slows the upstream instead of filling memory.
+// A connection goes back to the pool only when the response was read to its end, was
+// well-formed, nothing followed it, the request was fully written and neither side asked to
+// close; anything else closes it.
+import type { Socket, SocketHandler } from "bun";
+import { ProxyError } from "../../errors.ts";
+import type { UpstreamRequest, UpstreamResponse, UpstreamTransport } from "../transport.ts";
+import { ConnPool, type OriginPool, type PoolOptions } from "./pool.ts";
+import { FRAMING_NONE, ResponseParser, STEP_BODY, STEP_DONE, STEP_ERROR, STEP_HEAD, STEP_MORE } from "./parser.ts";
+
+export interface H1TransportOptions extends PoolOptions {
+  /** Largest response head (and trailer section) accepted, bytes. Default 65536. */
+  maxHeaderBytes?: number;
+  /** Response bytes buffered in the body stream before the socket is paused. Default 262144. */
+  bodyHighWaterMark?: number;
+}
+
+/** What an upgrade request gets back: a normal response, or a 101 with the raw connection. */
+export interface H1UpgradeResponse extends UpstreamResponse {
+  /** Set for a 101 Switching Protocols: the connection, detached from the pool. */
+  tunnel: H1Tunnel | null;
+}
+
+export interface TunnelHandlers {
+  /** Bytes from the upstream (the new protocol). */
+  data?(chunk: Uint8Array): void;
+  /** The socket can take more after a short write. */
+  drain?(): void;
+  /** The connection closed (either side). */
+  close?(error?: Error): void;
+}
+
+const C_CONNECTING = 0;
+const C_IDLE = 1;
+const C_BUSY = 2;
+const C_UPGRADED = 3;
+const C_CLOSED = 4;
+
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+/** Methods that carry a body by convention: an empty one is announced as `content-length: 0` (as fetch does). */
+const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
+const CL_RE = /^\d{1,15}$/;
+const LAST_CHUNK = Buffer.from("0\r\n\r\n");
+const CRLF = Buffer.from("\r\n");
+/** Head + small body, and small chunks with their framing, are assembled here and written at once. */
+const SCRATCH = Buffer.allocUnsafe(64 * 1024);
+const SMALL_CHUNK = 16 * 1024;
+const noop = () => {};
+
+function abortError(signal: AbortSignal): ProxyError {
+  const r = signal.reason;
+  return r instanceof ProxyError ? r : new ProxyError("client_gone", "client closed the request", { source: "downstream" });
+}
+
+type Origin = OriginPool<Conn, Exchange>;
+
+/** One socket to one origin. Its `data` is itself, so the shared handlers find it. */
+class Conn {
+  socket: Socket<Conn> | null = null;
+  state = C_CONNECTING;
+  ex: Exchange | null = null;
+  idleSince = 0;
+  inIdle = false;
+  /** Has been idle in the pool: a request on it may meet a keep-alive close race. */
+  reused = false;
+  /** Response bytes received during the current exchange. */
+  received = 0;
+  /** Still counted in its origin's `open`. */
+  counted = true;
+  /** Bytes a short write left behind, written on drain (Bun sockets do not buffer). */
+  pending: Uint8Array[] | null = null;
+  drainWait: (() => void) | null = null;
+  paused = false;
+  tunnel: H1Tunnel | null = null;
+  timer: Timer | undefined = undefined;
+  readonly parser: ResponseParser;
+
+  constructor(
+    readonly t: H1Transport,
+    readonly op: Origin,
+  ) {
+    this.parser = new ResponseParser({ maxHeaderBytes: t.maxHeaderBytes });
+  }
+
+  alive(): boolean {
+    return this.state === C_IDLE && this.socket !== null && this.socket.readyState > 0;
+  }
+
+  /** Write, queueing what the socket did not take. `transient` buffers are copied if queued. */
+  write(buf: Uint8Array, off: number, len: number, transient: boolean): number {
+    const s = this.socket;
+    if (s === null || this.state === C_CLOSED) return -1;
+    if (this.pending !== null) {
+      const rest = buf.subarray(off, off + len);
+      this.pending.push(transient ? Buffer.from(rest) : rest);
+      return 0;
+    }
+    const n = s.write(buf, off, len);
+    if (n === len || n < 0) return n;
+    const rest = buf.subarray(off + n, off + len);
+    this.pending = [transient ? Buffer.from(rest) : rest];
+    return n;
+  }
+
+  waitDrain(): Promise<void> {
+    return new Promise<void>((resolve) => (this.drainWait = resolve));
+  }
+
+  onOpen(s: Socket<Conn>): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.state === C_CLOSED) {
+      // connect timed out meanwhile
+      s.terminate();
+      return;
+    }
+    this.socket = s;
+    s.setNoDelay(true);
+    this.state = C_IDLE;
+    const ex = this.ex;
+    this.ex = null;
+    if (ex !== null) ex.attach(this);
+    else this.t.release(this); // its request went away while connecting: keep it for the next
+  }
+
+  onConnectError(err: Error): void {
+    if (this.state === C_CLOSED) return;
+    const ex = this.ex;
+    this.ex = null;
+    this.finalize();
+    if (ex !== null) {
+      ex.conn = null;
+      const code = (err as { code?: string }).code ?? err.message;
+      ex.fail(new ProxyError("connect_error", `upstream connect failed: ${code}`, { retryable: true, cause: err }));
+    }
+  }
+
+  onConnectTimeout(): void {
+    if (this.state !== C_CONNECTING) return;
+    const ex = this.ex;
+    this.ex = null;
+    this.finalize();
+    if (ex !== null) {
+      ex.conn = null;
+      ex.fail(new ProxyError("connect_error", `upstream connect timed out after ${ex.req.connectTimeoutMs} ms`, { retryable: true }));
+    }
+  }
+
+  onData(chunk: Buffer): void {
+    switch (this.state) {
+      case C_BUSY:
+        this.ex!.onData(this, chunk);
+        return;
+      case C_UPGRADED:
+        this.tunnel!.onData(chunk);
+        return;
+      case C_IDLE:
+        // an idle connection has nothing to say: whatever it is, the connection is unusable
+        this.destroy(true);
+        return;
+    }
+  }
+
+  onDrain(): void {
+    const p = this.pending;
+    if (p !== null) {
+      const s = this.socket!;
+      while (p.length > 0) {
+        const b = p[0]!;
+        const n = s.write(b);
+        if (n < 0) return;
+        if (n < b.byteLength) {
+          p[0] = b.subarray(n);
+          return;
+        }
+        p.shift();
+      }
+      this.pending = null;
+      const w = this.drainWait;
+      this.drainWait = null;
+      if (w !== null) w();
+    }
+    if (this.tunnel !== null) this.tunnel.onDrain();
+  }
+
+  onClose(err?: Error): void {
+    if (this.state === C_CLOSED) return;
+    const ex = this.ex;
+    this.ex = null;
+    this.finalize();
+    if (ex !== null) {
+      ex.conn = null;
+      ex.connClosed(this);
+    }
+    if (this.tunnel !== null) this.tunnel.onClose(err);
+  }
+
+  /** Close it: graceful (FIN) after a complete exchange, `hard` (RST) when aborting one. */
+  destroy(hard = false): void {
+    if (this.state === C_CLOSED) return;
+    this.ex = null;
+    this.finalize();
+    const s = this.socket;
+    if (s !== null) {
+      if (hard) s.terminate();
+      else s.end();
+    }
+  }
+
+  /** Bookkeeping of a close, exactly once. */
+  private finalize(): void {
+    this.state = C_CLOSED;
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const w = this.drainWait;
+    this.drainWait = null;
+    if (w !== null) w();
+    this.op.remove(this);
+    if (this.counted) {
+      this.counted = false;
+      this.op.open--;
+      this.t.wake(this.op);
+    }
+  }
+}
+
+const HANDLERS: SocketHandler<Conn> = {
+  open(s) {
+    s.data.onOpen(s);
+  },
+  data(s, d) {
+    s.data.onData(d);
+  },
+  drain(s) {
+    s.data.onDrain();
+  },
+  close(s, err) {
+    s.data.onClose(err);
+  },
+  error(s, err) {
+    // a handler threw (a bug) or the socket failed: treat it as a reset
+    s.data.onClose(err);
+    s.terminate();
+  },
+  connectError(s, err) {
+    s.data.onConnectError(err);
+  },
+};
+
+function connectTimedOut(c: Conn): void {
+  c.onConnectTimeout();
+}
+
+function chunkSize(c: Uint8Array | undefined): number {
+  return c!.byteLength;
+}
+
+/** One request attempt; also the body stream's underlying source and the abort listener. */
+class Exchange {
+  /** Aborted while waiting in the origin's queue. */
+  cancelled = false;
+  conn: Conn | null = null;
+  /** send() has resolved or rejected. */
+  settled = false;
+  /** Over: response read to the end, failed, cancelled or aborted. */
+  finished = false;
+  reqDone = false;
+  /** The request head was handed to the socket of the current connection (written or queued). */
+  sentAny = false;
+  staleRetried = false;
+  ctrl: ReadableStreamDefaultController<Uint8Array> | null = null;
+  /** The request body's reader while the pump runs (cancelled when the exchange ends early). */
+  reader: { cancel(reason?: unknown): Promise<void> } | null = null;
+  head: string | null = null;
+  /** Streamed body: the Content-Length to send exactly, or -1 for chunked. */
+  fixedLength = -1;
+  resolve: (r: H1UpgradeResponse) => void = noop;
+  reject: (e: unknown) => void = noop;
+
+  constructor(
+    readonly t: H1Transport,
+    readonly req: UpstreamRequest,
+    readonly upgrade: boolean,
+  ) {}
+
+  // --- request -------------------------------------------------------------------------
+
+  attach(c: Conn): void {
+    this.conn = c;
+    c.ex = this;
+    c.state = C_BUSY;
+    c.received = 0;
+    const req = this.req;
+    c.parser.reset(req.method === "HEAD", this.upgrade);
+    this.sentAny = false;
+    this.reqDone = false;
+    const head = (this.head ??= this.buildHead());
+    const body = req.body;
+    if (body === null || body instanceof Uint8Array) {
+      const bl = body === null ? 0 : body.byteLength;
+      if (head.length + bl <= SCRATCH.length) {
+        const n = SCRATCH.write(head, 0, "latin1");
+        if (body !== null) SCRATCH.set(body, n);
+        this.sentAny = c.write(SCRATCH, 0, n + bl, true) >= 0;
+      } else {
+        const hb = Buffer.from(head, "latin1");
+        this.sentAny = c.write(hb, 0, hb.length, false) >= 0;
+        if (body !== null) c.write(body, 0, bl, false);
+      }
+      this.reqDone = true;
+      return;
+    }
+    const hb = head.length <= SCRATCH.length ? SCRATCH : Buffer.from(head, "latin1");
+    const n = hb === SCRATCH ? SCRATCH.write(head, 0, "latin1") : hb.length;
+    this.sentAny = c.write(hb, 0, n, hb === SCRATCH) >= 0;
+    // a socket that is already closed: its close event decides (nothing of the body was read)
+    if (this.sentAny) void this.pump(c, body);
+  }
+
+  private buildHead(): string {
+    const req = this.req;
+    let s = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${req.host}\r\n`;
+    const h = req.headers;
+    let cl: string | null = null;
+    for (let i = 0; i < h.length; i += 2) {
+      const name = h[i]!;
+      if (name === "content-length") {
+        cl = h[i + 1]!;
+        continue;
+      }
+      if (name === "transfer-encoding" || name === "host") continue;
+      s += `${name}: ${h[i + 1]!}\r\n`;
+    }
+    const body = req.body;
+    if (body === null) {
+      if (cl !== null || BODY_METHODS.has(req.method)) s += "content-length: 0\r\n";
+    } else if (body instanceof Uint8Array) {
+      s += `content-length: ${body.byteLength}\r\n`;
+    } else if (cl !== null && CL_RE.test(cl)) {
+      this.fixedLength = Number(cl);
+      s += `content-length: ${cl}\r\n`;
+    } else {
+      this.fixedLength = -1;
+      s += "transfer-encoding: chunked\r\n";
+    }
+    return s + "\r\n";
+  }
+
+  /** Stream the request body, waiting for drain whenever the socket took less than offered. */
+  private async pump(c: Conn, stream: ReadableStream<Uint8Array>): Promise<void> {
+    const reader = stream.getReader();
+    this.reader = reader;
+    const fixed = this.fixedLength;
+    let sent = 0;
+    try {
+      for (;;) {
+        if (c.pending !== null) await c.waitDrain();
+        if (this.conn !== c || c.state === C_CLOSED) break;
+        const { done, value } = await reader.read();
+        if (this.conn !== c || c.state === C_CLOSED) break;
+        if (done) {
+          this.reader = null;
+          if (fixed >= 0) {
+            if (sent !== fixed) return this.failConn(c, new ProxyError("bad_request", "request body shorter than its Content-Length", { source: "downstream" }));
+          } else c.write(LAST_CHUNK, 0, LAST_CHUNK.length, false);
+          this.reqDone = true;
+          return;
+        }
+        const n = value.byteLength;
+        if (n === 0) continue;
+        sent += n;
+        if (fixed >= 0) {
+          if (sent > fixed) return this.failConn(c, new ProxyError("bad_request", "request body longer than its Content-Length", { source: "downstream" }));
+          c.write(value, 0, n, false);
+        } else if (n <= SMALL_CHUNK) {
+          let o = SCRATCH.write(n.toString(16), 0, "latin1");
+          SCRATCH[o++] = 13;
+          SCRATCH[o++] = 10;
+          SCRATCH.set(value, o);
+          o += n;
+          SCRATCH[o++] = 13;
+          SCRATCH[o++] = 10;
+          c.write(SCRATCH, 0, o, true);
+        } else {
+          const line = Buffer.from(`${n.toString(16)}\r\n`, "latin1");
+          c.write(line, 0, line.length, false);
+          c.write(value, 0, n, false);
+          c.write(CRLF, 0, 2, false);
+        }
+      }
+      // the connection is gone or was handed back: stop reading the client
+      this.reader = null;
+      reader.cancel().catch(noop);
+    } catch (e) {
+      // reading the client's body failed: client gone, or the body cap (a ProxyError)
+      this.reader = null;
+      if (this.conn === c) this.failConn(c, e instanceof ProxyError ? e : new ProxyError("client_gone", "client request body failed", { source: "downstream", cause: e }));
+      else this.fail(e instanceof ProxyError ? e : new ProxyError("client_gone", "client request body failed", { source: "downstream", cause: e }));
+    }
+  }
+
+  // --- response ------------------------------------------------------------------------
+
+  onData(c: Conn, chunk: Buffer): void {
+    c.received += chunk.length;
+    const p = c.parser;
+    let pos = 0;
+    for (;;) {
+      const r = p.execute(chunk, pos);
+      pos = p.pos;
+      switch (r) {
+        case STEP_MORE:
+          return;
+        case STEP_BODY: {
+          const ctrl = this.ctrl;
+          if (ctrl !== null) {
+            const a = p.bodyStart;
+            const b = p.bodyEnd;
+            ctrl.enqueue(a === 0 && b === chunk.length ? chunk : chunk.subarray(a, b));
+            if (!c.paused && ctrl.desiredSize! <= 0) {
+              c.paused = true;
+              c.socket!.pause();
+            }
+          }
+          continue;
+        }
+        case STEP_HEAD:
+          if (!this.onHead(c, chunk, pos)) return;
+          continue;
+        case STEP_DONE:
+          this.onDone(c, pos < chunk.length);
+          return;
+        case STEP_ERROR:
+          this.failConn(c, new ProxyError("bad_response", `bad upstream response: ${p.error}`));
+          return;
+      }
+    }
+  }
+
+  /** A final head; false when the connection was handed off (101). */
+  private onHead(c: Conn, chunk: Buffer, pos: number): boolean {
+    const p = c.parser;
+    const hs = p.headers;
+    const headers = new Headers();
+    for (let i = 0; i < hs.length; i += 2) headers.append(hs[i]!, hs[i + 1]!);
+    this.settled = true;
+    if (p.upgraded) {
+      const tunnel = new H1Tunnel(c, chunk.subarray(pos));
+      c.tunnel = tunnel;
+      c.state = C_UPGRADED;
+      c.ex = null;
+      this.conn = null;
+      this.finished = true;
+      this.req.signal.removeEventListener("abort", this);
+      // the upgraded connection leaves the pool's accounting: a long-lived tunnel must not hold
+      // a slot that HTTP requests wait for
+      c.counted = false;
+      c.op.open--;
+      this.t.wake(c.op);
+      c.paused = true;
+      c.socket!.pause();
+      this.resolve({ status: p.status, statusText: p.statusText, headers, body: null, tunnel });
+      return false;
+    }
+    const body = p.framing === FRAMING_NONE ? null : new ReadableStream<Uint8Array>(this, this.t.bodyStrategy);
+    if (this.upgrade) this.resolve({ status: p.status, statusText: p.statusText, headers, body, tunnel: null });
+    else this.resolve({ status: p.status, statusText: p.statusText, headers, body } as H1UpgradeResponse);
+    return true;
+  }
+
+  private onDone(c: Conn, trailing: boolean): void {
+    this.finished = true;
+    this.req.signal.removeEventListener("abort", this);
+    if (this.ctrl !== null) this.ctrl.close();
+    c.ex = null;
+    this.conn = null;
+    if (!trailing && this.reqDone && c.pending === null && c.parser.keepAlive && !this.upgrade) this.t.release(c);
+    else {
+      c.destroy(false);
+      if (this.reader !== null) {
+        this.reader.cancel().catch(noop);
+        this.reader = null;
+      }
+    }
+  }
+
+  /** The connection closed under us (not by us). */
+  connClosed(c: Conn): void {
+    if (this.finished) return;
+    const p = c.parser;
+    if (this.settled) {
+      if (p.finish() === STEP_DONE) {
+        // close-delimited body: EOF is its end
+        this.finished = true;
+        this.req.signal.removeEventListener("abort", this);
+        if (this.ctrl !== null) this.ctrl.close();
+        return;
+      }
+      this.fail(new ProxyError("upstream_reset", "upstream closed the connection before the end of the body"));
+      return;
+    }
+    if (c.received === 0 && !this.staleRetried && this.replayable()) {
+      // nothing was sent, or a pooled connection died under an idempotent request (the
+      // keep-alive race: the upstream closed it as we reused it): once more on a fresh one
+      if (!this.sentAny || (c.reused && IDEMPOTENT.has(this.req.method))) {
+        this.staleRetried = true;
+        this.t.dispatch(this, true);
+        return;
+      }
+    }
+    if (!this.sentAny) this.fail(new ProxyError("connect_error", "upstream connection closed before the request was sent", { retryable: true }));
+    else if (c.received === 0) this.fail(new ProxyError("upstream_reset", "upstream closed the connection without a response"));
+    else this.fail(new ProxyError("upstream_reset", "upstream closed the connection in the middle of the response head"));
+  }
+
+  private replayable(): boolean {
+    const b = this.req.body;
+    return b === null || b instanceof Uint8Array;
+  }
+
+  /** Fail while attached to `c`: the connection cannot be reused. */
+  failConn(c: Conn, err: ProxyError): void {
+    if (this.conn === c) {
+      this.conn = null;
+      c.ex = null;
+    }
+    c.destroy(true);
+    this.fail(err);
+  }
+
+  fail(err: ProxyError): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.req.signal.removeEventListener("abort", this);
+    if (!this.settled) {
+      this.settled = true;
+      this.reject(err);
+    } else if (this.ctrl !== null) {
+      this.ctrl.error(err);
+    }
+    if (this.reader !== null) {
+      this.reader.cancel(err).catch(noop);
+      this.reader = null;
+    }
+  }
+
+  /** The attempt's signal fired (client gone, per-try or route timeout). */
+  handleEvent(): void {
+    if (this.finished) return;
+    const c = this.conn;
+    if (c !== null) {
+      this.conn = null;
+      c.ex = null;
+      // a connection still opening is kept for the next request; one in use is torn down
+      if (c.state !== C_CONNECTING) c.destroy(true);
+    } else this.cancelled = true;
+    this.fail(abortError(this.req.signal));
+  }
+
+  // --- body stream source (ReadableStream calls these with `this` = the exchange) ----
+
+  start(ctrl: ReadableStreamDefaultController<Uint8Array>): void {
+    this.ctrl = ctrl;
+  }
+
+  pull(): void {
+    const c = this.conn;
+    if (c !== null && c.paused && c.state === C_BUSY) {
+      c.paused = false;
+      c.socket!.resume();
+    }
+  }
+
+  cancel(): void {
+    // the client went away mid-body: the rest of this response is unwanted, drop the connection
+    if (this.finished) return;
+    this.finished = true;
+    this.ctrl = null;
+    this.req.signal.removeEventListener("abort", this);
+    const c = this.conn;
+    if (c !== null) {
+      this.conn = null;
+      c.ex = null;
+      c.destroy(true);
+    }
+    if (this.reader !== null) {
+      this.reader.cancel().catch(noop);
+      this.reader = null;
+    }
+  }
+}
+
+/**
+ * The upstream side of a connection after `101 Switching Protocols`: raw bytes both ways.
+ * Reading is paused until `setHandlers()`; `head` holds what arrived with the 101.
+ */
+export class H1Tunnel {
+  private h: TunnelHandlers | null = null;
+  private buffered: Uint8Array[] | null = null;
+  private closedWith: { err: Error | undefined } | null = null;
+
+  constructor(
+    private readonly conn: Conn,
+    /** Bytes the upstream sent right after the 101 head (already the new protocol). */
+    readonly head: Uint8Array,
+  ) {}
+
+  /** The raw Bun socket (write / end / terminate / pause / resume). */
+  get socket(): Socket<unknown> {
+    return this.conn.socket as Socket<unknown>;
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== null;
+  }
+
+  /** Take over the events; data that arrived before is delivered now, then reading resumes. */
+  setHandlers(h: TunnelHandlers): void {
+    this.h = h;
+    const b = this.buffered;
+    this.buffered = null;
+    if (b !== null && h.data) for (const chunk of b) h.data(chunk);
+    if (this.closedWith !== null) {
+      h.close?.(this.closedWith.err);
+      return;
+    }
+    this.resume();
+  }
+
+  /** Bytes written; fewer than given means wait for `drain`. -1 once closed. */
+  write(data: string | Uint8Array): number {
+    const s = this.conn.socket;
+    return s === null || this.closedWith !== null ? -1 : s.write(data);
+  }
+
+  pause(): void {
+    const c = this.conn;
+    if (!c.paused && this.closedWith === null) {
+      c.paused = true;
+      c.socket!.pause();
+    }
+  }
+
+  resume(): void {
+    const c = this.conn;
+    if (c.paused && this.closedWith === null) {
+      c.paused = false;
+      c.socket!.resume();
+    }
+  }
+
+  /** Half-close (FIN). */
+  end(): void {
+    this.conn.socket?.end();
+  }
+
+  /** Reset the connection. */
+  destroy(): void {
+    this.conn.socket?.terminate();
+  }
+
+  onData(chunk: Uint8Array): void {
+    const h = this.h;
+    if (h !== null && h.data) h.data(chunk);
+    else (this.buffered ??= []).push(chunk);
+  }
+
+  onDrain(): void {
+    this.h?.drain?.();
+  }
+
+  onClose(err?: Error): void {
+    if (this.closedWith !== null) return;
+    this.closedWith = { err };
+    this.h?.close?.(err);
+  }
+}
+
+export class H1Transport implements UpstreamTransport {
+  readonly maxHeaderBytes: number;
+  readonly bodyStrategy: QueuingStrategy<Uint8Array>;
+  private readonly pool: ConnPool<Conn, Exchange>;
+  private closed = false;
+
+  constructor(opts: H1TransportOptions = {}) {
+    this.maxHeaderBytes = opts.maxHeaderBytes ?? 64 * 1024;
+    this.bodyStrategy = { highWaterMark: opts.bodyHighWaterMark ?? 256 * 1024, size: chunkSize };
+    this.pool = new ConnPool<Conn, Exchange>(opts);
+  }
+
+  send(req: UpstreamRequest): Promise<UpstreamResponse> {
+    return this.start(req, false);
+  }
+
+  /**
+   * Send a request that asks for a protocol switch (the caller puts `connection: upgrade` and
+   * `upgrade: …` in `req.headers`). Always on a fresh connection. A 101 resolves with `tunnel`
+   * set and `body` null; any other answer is an ordinary response (its connection is not reused).
+   */
+  upgrade(req: UpstreamRequest): Promise<H1UpgradeResponse> {
+    return this.start(req, true);
+  }
+
+  private start(req: UpstreamRequest, upgrade: boolean): Promise<H1UpgradeResponse> {
+    const signal = req.signal;
+    if (signal.aborted) return Promise.reject(abortError(signal));
+    const ex = new Exchange(this, req, upgrade);
+    const p = new Promise<H1UpgradeResponse>((resolve, reject) => {
+      ex.resolve = resolve;
+      ex.reject = reject;
+    });
+    signal.addEventListener("abort", ex);
+    this.dispatch(ex, upgrade);
+    return p;
+  }
+
+  /** Give the exchange a connection: a pooled one (unless `fresh`), a new one, or a place in the queue. */
+  dispatch(ex: Exchange, fresh: boolean): void {
+    const t = ex.req.target;
+    const op = this.pool.origin(t.origin, t.hostname, t.port);
+    if (!fresh) {
+      const c = op.take();
+      if (c !== null) {
+        ex.attach(c);
+        return;
+      }
+    }
+    if (op.open < this.pool.maxConnsPerOrigin) this.connect(op, ex);
+    else op.enqueue(ex);
+  }
+
+  private connect(op: Origin, ex: Exchange): void {
+    op.open++;
+    const c = new Conn(this, op);
+    c.ex = ex;
+    ex.conn = c;
+    const ms = ex.req.connectTimeoutMs;
+    if (ms > 0 && ms < 2 ** 31) c.timer = setTimeout(connectTimedOut, ms, c);
+    try {
+      Bun.connect<Conn>({ hostname: op.hostname, port: op.port, data: c, socket: HANDLERS }).catch(noop);
+    } catch (e) {
+      c.onConnectError(e as Error);
+    }
+  }
+
+  /** A connection finished an exchange cleanly: hand it to a waiter, or keep it idle. */
+  release(c: Conn): void {
+    c.state = C_IDLE;
+    c.reused = true;
+    if (c.paused) {
+      c.paused = false;
+      c.socket!.resume();
+    }
+    if (this.closed) {
+      c.destroy(false);
+      return;
+    }
+    const w = c.op.dequeue();
+    if (w !== null) {
+      w.attach(c);
+      return;
+    }
+    if (!this.pool.put(c.op, c)) c.destroy(false);
+  }
+
+  /** A slot freed up in `op`: open connections for queued requests. */
+  wake(op: Origin): void {
+    if (this.closed) return;
+    while (op.waiting > 0 && op.open < this.pool.maxConnsPerOrigin) {
+      const w = op.dequeue();
+      if (w === null) break;
+      this.connect(op, w);
+    }
+  }
+
+  /** Close idle connections; busy ones close when their exchange ends. */
+  close(): void {
+    this.closed = true;
+    this.pool.closeIdle();
+  }
+
+  /** Per-origin connection counts: `{ "http://h:p": { open, idle, waiting } }`. */
+  stats(): Record<string, { open: number; idle: number; waiting: number }> {
+    return this.pool.stats();
+  }
+}
