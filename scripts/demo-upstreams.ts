@@ -1,13 +1,15 @@
 // Two demo upstreams for config/example.yaml: 127.0.0.1:18080 ("blue") and :18081 ("green").
 // Each answers every path with a small JSON echo, /healthz with "ok", /stream with SSE, and
 // /ws as a WebSocket echo. Ports can be overridden: DEMO_PORTS=18080,18081.
+// DEMO_HOST (default 127.0.0.1) and DEMO_NAMES=blue,green set the bind address and the names
+// (docker-compose.yml runs each upstream in its own container on 0.0.0.0).
 const ports = (process.env.DEMO_PORTS ?? "18080,18081").split(",").map(Number);
-const names = ["blue", "green", "red", "yellow"];
+const names = process.env.DEMO_NAMES?.split(",") ?? ["blue", "green", "red", "yellow"];
 
 export function startDemoUpstream(port: number, name: string) {
   return Bun.serve({
     port,
-    hostname: "127.0.0.1",
+    hostname: process.env.DEMO_HOST ?? "127.0.0.1",
     fetch(req, server) {
       const url = new URL(req.url);
       if (url.pathname === "/healthz") return new Response("ok\n");

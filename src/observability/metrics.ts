@@ -269,8 +269,7 @@ export const configGeneration = new Gauge({
   },
 });
 
-/** Every metric name Hecate defines (the dashboard test checks its queries against this). */
-export const METRIC_NAMES: readonly string[] = [
+const ALL = [
   requestsTotal,
   requestDuration,
   upstreamRequestsTotal,
@@ -283,7 +282,11 @@ export const METRIC_NAMES: readonly string[] = [
   inflightRequests,
   draining,
   configGeneration,
-].map(NAME);
+];
+/** Every metric name Hecate defines (the dashboard test checks its queries against this). */
+export const METRIC_NAMES: readonly string[] = ALL.map(NAME);
+/** Label names of each metric, by metric name. */
+export const METRIC_LABELS: ReadonlyMap<string, readonly string[]> = new Map(ALL.map((m) => [NAME(m), (m as unknown as { labelNames: string[] }).labelNames]));
 
 // --- per-route / per-upstream caches --------------------------------------------------------
 
