@@ -112,6 +112,17 @@ describe("admin auth", () => {
     expect((await fetch(`${h.adminUrl}/admin/drain`, { headers: { authorization: basic("root", "wrong") } })).status).toBe(401);
     expect((await fetch(`${h.adminUrl}/admin/drain`, { headers: { authorization: "Bearer admin-token-x" } })).status).toBe(401);
     expect((await fetch(`${h.adminUrl}/no-such-admin-path`, { headers: bearer })).status).toBe(404);
+    expect((await fetch(`${h.adminUrl}/admin/reload`, { headers: bearer })).status).toBe(405); // GET: wrong method, after auth
+    expect((await fetch(`${h.adminUrl}/admin/reload`)).status).toBe(401);
+    // an async (hash-verifying) check also reaches the endpoint afterwards
+    const fresh = await startHecate({ admin: { auth: { basic: { username: "u", password: argon } } }, proxy: { routes: [] } });
+    try {
+      const r2 = await fetch(`${fresh.adminUrl}/admin/drain`, { headers: { authorization: basic("u", "admin-pw") } });
+      expect(r2.status).toBe(200);
+      expect(await r2.json()).toEqual({ draining: false, inflight: 0 });
+    } finally {
+      await fresh.shutdown();
+    }
   });
 
   test("without admin.auth nothing is asked", async () => {

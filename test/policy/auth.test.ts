@@ -1,6 +1,6 @@
 // Basic / Bearer authentication (SPEC §3.1 stage 6, §4): schemes, hashes, the verified cache,
 // config validation. End-to-end 401s and the admin listener: test/e2e/policy-auth.test.ts.
-import { test, expect, describe, afterEach } from "bun:test";
+import { test, expect, describe, afterEach, afterAll } from "bun:test";
 import { compileAuth, unauthorized, VERIFIED_CACHE_MAX } from "../../src/policy/auth.ts";
 import type { ConfigError } from "../../src/config/load.ts";
 
@@ -13,6 +13,9 @@ let verifyCalls = 0;
 };
 afterEach(() => {
   verifyCalls = 0;
+});
+afterAll(() => {
+  (Bun.password as any).verify = origVerify;
 });
 
 function make(cfg: any, realm = "hecate") {
