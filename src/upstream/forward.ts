@@ -258,8 +258,17 @@ function fail(ex: Exchange, rt: Runtime, err: ProxyError): Response {
   return res;
 }
 
+/**
+ * Responses with a Content-Length up to this size are read whole before they are answered.
+ * Why: Bun.serve 1.4.5 drops a handler-set Content-Length on ReadableStream bodies and sends
+ * them chunked (oven-sh/bun#10507); a buffered body keeps the upstream's Content-Length and
+ * lets a truncated upstream body become a clean 502. Memory per request stays bounded by
+ * this constant, like nginx's proxy_buffers. Larger bodies stream (chunked to HTTP/1.1 clients).
+ */
+export const RESPONSE_BUFFER_BYTES = 256 * 1024;
+
 /** Build the client's response around the upstream one; finish when its body is done. */
-function respond(ex: Exchange, route: CompiledRoute, rt: Runtime, r: UpstreamResponse, attempt: number, t: UpstreamTarget): Response {
+function respond(ex: Exchange, route: CompiledRoute, rt: Runtime, r: UpstreamResponse, attempt: number, t: UpstreamTarget): Response | Promise<Response> {
   const h = r.headers;
   stripResponseHopHeaders(h);
   decorateResponseHeaders(h, ex, route, attempt);
@@ -272,7 +281,44 @@ function respond(ex: Exchange, route: CompiledRoute, rt: Runtime, r: UpstreamRes
     rt.finish(ex, res);
     return res;
   }
-  const reader = r.body.getReader();
+  const clRaw = h.get("content-length");
+  if (clRaw !== null) {
+    const cl = Number(clRaw);
+    if (cl <= RESPONSE_BUFFER_BYTES) return respondBuffered(ex, rt, r, h, cl, state);
+  }
+  return new Response(streamBody(ex, rt, r.body, state), { status: r.status, statusText: r.statusText, headers: h });
+}
+
+async function respondBuffered(ex: Exchange, rt: Runtime, r: UpstreamResponse, h: Headers, cl: number, state: UpstreamTarget["state"]): Promise<Response> {
+  const buf = new Uint8Array(cl);
+  let n = 0;
+  const reader = r.body!.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (n + value.byteLength > cl) throw new Error("upstream sent more than its Content-Length");
+      buf.set(value, n);
+      n += value.byteLength;
+    }
+    if (n !== cl) throw new Error(`upstream body truncated (${n} of ${cl} bytes)`);
+  } catch (e) {
+    reader.cancel().catch(() => {});
+    state.inflight--;
+    state.lastError = `body: ${(e as Error).message}`;
+    if (ex.req.signal.aborted) return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+    return fail(ex, rt, new ProxyError("bad_response", "bad response from upstream", { cause: e }));
+  }
+  state.inflight--;
+  ex.bytes = cl;
+  const res = new Response(buf, { status: r.status, statusText: r.statusText, headers: h });
+  rt.finish(ex, res);
+  return res;
+}
+
+/** Pass the upstream body through, counting bytes; finish when it ends, errors or is cancelled. */
+function streamBody(ex: Exchange, rt: Runtime, src: ReadableStream<Uint8Array>, state: UpstreamTarget["state"]): ReadableStream<Uint8Array> {
+  const reader = src.getReader();
   let done = false;
   const end = () => {
     if (done) return;
@@ -280,7 +326,7 @@ function respond(ex: Exchange, route: CompiledRoute, rt: Runtime, r: UpstreamRes
     state.inflight--;
     rt.finish(ex, null);
   };
-  const body = new ReadableStream<Uint8Array>(
+  return new ReadableStream<Uint8Array>(
     {
       async pull(c) {
         try {
@@ -305,5 +351,4 @@ function respond(ex: Exchange, route: CompiledRoute, rt: Runtime, r: UpstreamRes
     },
     { highWaterMark: 0 },
   );
-  return new Response(body, { status: r.status, statusText: r.statusText, headers: h });
 }

@@ -204,19 +204,28 @@ test("reset before headers: GET retried elsewhere, POST answered 502", async () 
   expect(statuses).toEqual([200, 502]);
 });
 
-test("reset mid-body: the client's body fails, nothing is retried", async () => {
-  const up = track(resetMidBody(100_000, 1000));
+test("reset mid-body of a large (streamed) response: the client's body fails, nothing is retried", async () => {
+  const up = track(resetMidBody(1_000_000, 1000));
   const h = await hecate([up.url]);
   const r = await fetch(`${h.url}/x`);
   expect(r.status).toBe(200);
   let failed = false;
   try {
     const b = await r.arrayBuffer();
-    failed = b.byteLength !== 100_000;
+    failed = b.byteLength !== 1_000_000;
   } catch {
     failed = true;
   }
   expect(failed).toBe(true);
+  expect(up.count).toBe(1);
+});
+
+test("reset mid-body of a small (buffered) response: 502, never a truncated body, nothing is retried", async () => {
+  const up = track(resetMidBody(100_000, 1000));
+  const h = await hecate([up.url]);
+  const r = await fetch(`${h.url}/x`);
+  expect(r.status).toBe(502);
+  expect(await r.text()).toBe("bad response from upstream\n");
   expect(up.count).toBe(1);
 });
 
