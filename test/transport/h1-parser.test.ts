@@ -190,6 +190,22 @@ describe("fixed cases", () => {
     expect(one("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n").keepAlive).toBe(true);
   });
 
+  test("Keep-Alive timeout hint", () => {
+    const ka = (v: string) => {
+      const p = new ResponseParser();
+      p.reset(false, false);
+      expect(p.execute(b(`HTTP/1.1 200 OK\r\nKeep-Alive: ${v}\r\nContent-Length: 0\r\n\r\n`), 0)).toBe(STEP_HEAD);
+      return p.keepAliveTimeoutMs;
+    };
+    expect(ka("timeout=5")).toBe(5000);
+    expect(ka("timeout=5, max=1000")).toBe(5000);
+    expect(ka("max=10, Timeout=30")).toBe(30000);
+    expect(ka("max=10")).toBe(-1);
+    expect(ka("xtimeout=5")).toBe(-1);
+    expect(ka("timeout=")).toBe(-1);
+    expect(one("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").ok).toBe(true);
+  });
+
   test("smuggling and framing errors", () => {
     const bad: [string, string][] = [
       ["duplicate CL", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"],

@@ -558,6 +558,14 @@ describe("connections", () => {
     expect((await readAll((await t2.send(req(srv.port))).body)).toString()).toBe("ok");
   });
 
+  test("an upstream Keep-Alive timeout of 1 s or less means the connection is not pooled", async () => {
+    const srv = rawServer({ onHead: (s) => void rawSend(s, OK("ka", "Keep-Alive: timeout=1\r\n")) });
+    const t = transport();
+    for (let i = 0; i < 3; i++) expect((await readAll((await t.send(req(srv.port))).body)).toString()).toBe("ka");
+    expect(srv.accepted).toBe(3);
+    await until(() => srv.closed === 3, "closed instead of pooled");
+  });
+
   test("close() closes idle connections", async () => {
     const srv = rawServer({ onHead: (s) => void rawSend(s, OK()) });
     const t = new H1Transport();

@@ -86,6 +86,8 @@ export class ResponseParser {
   contentLength = -1;
   /** Neither side's framing nor Connection forbids reusing the connection after this response. */
   keepAlive = true;
+  /** `Keep-Alive: timeout=N` of the response in ms, or -1. */
+  keepAliveTimeoutMs = -1;
   /** A 101 to an upgrade request: the bytes from `pos` on belong to the new protocol. */
   upgraded = false;
   /** Byte range of the buffer passed to execute() for a BODY step. */
@@ -122,6 +124,7 @@ export class ResponseParser {
     this.framing = FRAMING_NONE;
     this.contentLength = -1;
     this.keepAlive = true;
+    this.keepAliveTimeoutMs = -1;
     this.upgraded = false;
     this.error = "";
     this.remaining = 0;
@@ -409,6 +412,7 @@ export class ResponseParser {
     let te: string | null = null;
     let connClose = false;
     let connKeepAlive = false;
+    let kaTimeout = -1;
     const len = s.length;
     let p = lineEnd + 2;
     while (p < len) {
@@ -440,8 +444,9 @@ export class ResponseParser {
         case 17:
           if (name.toLowerCase() === "transfer-encoding") te = te === null ? value : `${te}, ${value}`;
           break;
-        case 10:
-          if (name.toLowerCase() === "connection") {
+        case 10: {
+          const lname = name.toLowerCase();
+          if (lname === "connection") {
             const v = value.toLowerCase();
             if (v === "keep-alive") connKeepAlive = true;
             else if (v === "close") connClose = true;
@@ -451,8 +456,9 @@ export class ResponseParser {
                 if (tt === "close") connClose = true;
                 else if (tt === "keep-alive") connKeepAlive = true;
               }
-          }
+          } else if (lname === "keep-alive") kaTimeout = keepAliveTimeout(value);
           break;
+        }
       }
       p = e + 2;
     }
@@ -471,6 +477,7 @@ export class ResponseParser {
     this.headers = headers;
     this.contentLength = cl;
     this.keepAlive = !connClose && (minor === 1 || connKeepAlive);
+    this.keepAliveTimeoutMs = kaTimeout;
 
     if (status === 101) {
       if (!this.expectUpgrade) return this.fail("101 without an upgrade request");
@@ -513,6 +520,22 @@ const PREFIX = [72, 84, 84, 80, 47]; // "HTTP/"
 function findHeadEnd(b: Buffer, from: number, to: number): number {
   for (let i = from; i + 3 < to; i++) if (b[i] === CR && b[i + 1] === LF && b[i + 2] === CR && b[i + 3] === LF) return i;
   return -1;
+}
+
+/** The `timeout=N` parameter of a Keep-Alive header (seconds) in ms, else -1. */
+function keepAliveTimeout(v: string): number {
+  const lv = v.toLowerCase();
+  const i = lv.indexOf("timeout=");
+  if (i < 0 || (i > 0 && lv.charCodeAt(i - 1) !== 32 && lv.charCodeAt(i - 1) !== 44 && lv.charCodeAt(i - 1) !== 9)) return -1;
+  let j = i + 8;
+  let n = 0;
+  let digits = 0;
+  for (; j < lv.length && digits < 9; j++, digits++) {
+    const d = lv.charCodeAt(j) - 48;
+    if (d < 0 || d > 9) break;
+    n = n * 10 + d;
+  }
+  return digits === 0 ? -1 : n * 1000;
 }
 
 /** 1*DIGIT as a safe integer, else -1 (no sign, no spaces, no list). */

@@ -1,16 +1,19 @@
 // Per-origin pools of keep-alive HTTP/1.1 connections: an idle stack (LIFO, so the warmest
 // socket is reused and the cold ones age out), a count of open connections bounded per origin,
-// and a FIFO of requests waiting for a connection when the bound is reached. Idle expiry is one
-// unref'd interval per pool sweeping the bottom of each stack (the oldest idle connections),
-// not a timer per connection.
+// and a FIFO of requests waiting for a connection when the bound is reached.
+//
+// Each idle connection has a deadline: the pool's idle timeout, shortened by the upstream's
+// `Keep-Alive: timeout=N` hint (minus a margin) so we stop using a connection before the
+// upstream closes it — the keep-alive race undici avoids the same way. `take()` checks the
+// deadline; one unref'd interval per pool closes expired connections (no timer per connection).
 
 /** What the pool needs from a connection. */
 export interface Poolable {
-  /** When it was last put back (ms, Date.now()). */
-  idleSince: number;
+  /** When it must no longer be reused (ms, Date.now() clock). */
+  idleDeadline: number;
   /** Whether it sits in its origin's idle stack. */
   inIdle: boolean;
-  /** Close it; its close event then calls `OriginPool.closed()`. */
+  /** Close it; its bookkeeping then calls `OriginPool.remove()` and decrements `open`. */
   destroy(): void;
   /** Still usable (not closed, not closing). */
   alive(): boolean;
@@ -44,14 +47,14 @@ export class OriginPool<C extends Poolable, W extends Waiting> {
     readonly port: number,
   ) {}
 
-  /** The most recently released live idle connection, or null. */
-  take(): C | null {
+  /** The most recently released idle connection that is alive and not expired, or null. */
+  take(now: number): C | null {
     const idle = this.idle;
     while (idle.length > 0) {
       const c = idle.pop()!;
       c.inIdle = false;
-      if (c.alive()) return c;
-      // closed but its close event has not run yet: it will find itself out of the stack
+      if (c.idleDeadline > now && c.alive()) return c;
+      c.destroy(); // expired, or closed with its close event still to run
     }
     return null;
   }
@@ -115,10 +118,14 @@ export class ConnPool<C extends Poolable, W extends Waiting> {
     return op;
   }
 
-  /** Keep an idle connection; false = the origin has enough idle ones, close it. */
-  put(op: OriginPool<C, W>, c: C): boolean {
-    if (op.idle.length >= this.maxIdlePerOrigin) return false;
-    c.idleSince = Date.now();
+  /**
+   * Keep an idle connection for at most `maxIdleMs` (the pool's idle timeout when larger);
+   * false = the origin has enough idle ones or the window is empty: close it.
+   */
+  put(op: OriginPool<C, W>, c: C, maxIdleMs: number): boolean {
+    const ms = maxIdleMs < this.idleTimeoutMs ? maxIdleMs : this.idleTimeoutMs;
+    if (ms <= 0 || op.idle.length >= this.maxIdlePerOrigin) return false;
+    c.idleDeadline = Date.now() + ms;
     c.inIdle = true;
     op.idle.push(c);
     if (this.sweeper === null) {
@@ -129,21 +136,24 @@ export class ConnPool<C extends Poolable, W extends Waiting> {
     return true;
   }
 
-  /** Close idle connections idle for longer than the idle timeout. */
+  /** Close idle connections whose deadline passed; drop empty origins; stop when nothing is idle. */
   sweep(now: number): void {
-    const cutoff = now - this.idleTimeoutMs;
     let any = false;
     for (const op of this.origins.values()) {
       const idle = op.idle;
-      let n = 0;
-      while (n < idle.length && idle[n]!.idleSince <= cutoff) n++;
-      if (n > 0) {
-        const old = idle.splice(0, n);
-        for (const c of old) {
+      let expired: C[] | null = null;
+      let k = 0;
+      for (let i = 0; i < idle.length; i++) {
+        const c = idle[i]!;
+        if (c.idleDeadline <= now) (expired ??= []).push(c);
+        else idle[k++] = c;
+      }
+      idle.length = k;
+      if (expired !== null)
+        for (const c of expired) {
           c.inIdle = false;
           c.destroy();
         }
-      }
       if (idle.length > 0) any = true;
       else if (op.open === 0 && op.waiting === 0) this.origins.delete(op.key);
     }

@@ -54,6 +54,8 @@ const CRLF = Buffer.from("\r\n");
 /** Head + small body, and small chunks with their framing, are assembled here and written at once. */
 const SCRATCH = Buffer.allocUnsafe(64 * 1024);
 const SMALL_CHUNK = 16 * 1024;
+/** Stop reusing a connection this long before the upstream's announced keep-alive timeout. */
+const KEEP_ALIVE_MARGIN_MS = 1000;
 const noop = () => {};
 
 function abortError(signal: AbortSignal): ProxyError {
@@ -68,7 +70,7 @@ class Conn {
   socket: Socket<Conn> | null = null;
   state = C_CONNECTING;
   ex: Exchange | null = null;
-  idleSince = 0;
+  idleDeadline = 0;
   inIdle = false;
   /** Has been idle in the pool: a request on it may meet a keep-alive close race. */
   reused = false;
@@ -309,23 +311,34 @@ class Exchange {
     this.reqDone = false;
     const head = (this.head ??= this.buildHead());
     const body = req.body;
+    // A write can close the socket synchronously (EPIPE): its close event then runs inside the
+    // write and may already have moved this exchange elsewhere (retry) or failed it. Until the
+    // write returns, count the head as sent (the conservative answer for a retry decision).
+    this.sentAny = true;
+    let w: number;
     if (body === null || body instanceof Uint8Array) {
       const bl = body === null ? 0 : body.byteLength;
       if (head.length + bl <= SCRATCH.length) {
         const n = SCRATCH.write(head, 0, "latin1");
         if (body !== null) SCRATCH.set(body, n);
-        this.sentAny = c.write(SCRATCH, 0, n + bl, true) >= 0;
+        w = c.write(SCRATCH, 0, n + bl, true);
       } else {
         const hb = Buffer.from(head, "latin1");
-        this.sentAny = c.write(hb, 0, hb.length, false) >= 0;
-        if (body !== null) c.write(body, 0, bl, false);
+        w = c.write(hb, 0, hb.length, false);
+        if (w >= 0 && body !== null && this.conn === c) c.write(body, 0, bl, false);
       }
+      if (this.conn !== c) return;
+      this.sentAny = w >= 0;
       this.reqDone = true;
       return;
     }
-    const hb = head.length <= SCRATCH.length ? SCRATCH : Buffer.from(head, "latin1");
-    const n = hb === SCRATCH ? SCRATCH.write(head, 0, "latin1") : hb.length;
-    this.sentAny = c.write(hb, 0, n, hb === SCRATCH) >= 0;
+    if (head.length <= SCRATCH.length) w = c.write(SCRATCH, 0, SCRATCH.write(head, 0, "latin1"), true);
+    else {
+      const hb = Buffer.from(head, "latin1");
+      w = c.write(hb, 0, hb.length, false);
+    }
+    if (this.conn !== c) return;
+    this.sentAny = w >= 0;
     // a socket that is already closed: its close event decides (nothing of the body was read)
     if (this.sentAny) void this.pump(c, body);
   }
@@ -361,10 +374,16 @@ class Exchange {
 
   /** Stream the request body, waiting for drain whenever the socket took less than offered. */
   private async pump(c: Conn, stream: ReadableStream<Uint8Array>): Promise<void> {
-    const reader = stream.getReader();
-    this.reader = reader;
     const fixed = this.fixedLength;
     let sent = 0;
+    let reader;
+    try {
+      reader = stream.getReader();
+    } catch (e) {
+      // locked or already read: a caller bug, but never an unhandled rejection
+      return this.failConn(c, new ProxyError("internal", "request body stream is not readable", { source: "internal", cause: e }));
+    }
+    this.reader = reader;
     try {
       for (;;) {
         if (c.pending !== null) await c.waitDrain();
@@ -732,7 +751,7 @@ export class H1Transport implements UpstreamTransport {
     const t = ex.req.target;
     const op = this.pool.origin(t.origin, t.hostname, t.port);
     if (!fresh) {
-      const c = op.take();
+      const c = op.take(Date.now());
       if (c !== null) {
         ex.attach(c);
         return;
@@ -773,7 +792,9 @@ export class H1Transport implements UpstreamTransport {
       w.attach(c);
       return;
     }
-    if (!this.pool.put(c.op, c)) c.destroy(false);
+    // honour the upstream's Keep-Alive timeout hint, with a margin for the keep-alive race
+    const hint = c.parser.keepAliveTimeoutMs;
+    if (!this.pool.put(c.op, c, hint < 0 ? Infinity : hint - KEEP_ALIVE_MARGIN_MS)) c.destroy(false);
   }
 
   /** A slot freed up in `op`: open connections for queued requests. */
