@@ -558,6 +558,15 @@ describe("connections", () => {
     expect((await readAll((await t2.send(req(srv.port))).body)).toString()).toBe("ok");
   });
 
+  test("a request with Connection: close does not return its connection to the pool", async () => {
+    const srv = rawServer({ onHead: (s) => void rawSend(s, OK()) });
+    const t = transport();
+    await readAll((await t.send(req(srv.port, { headers: ["connection", "close"] }))).body);
+    await until(() => srv.closed === 1, "closed after the exchange");
+    await readAll((await t.send(req(srv.port))).body);
+    expect(srv.accepted).toBe(2);
+  });
+
   test("an upstream Keep-Alive timeout of 1 s or less means the connection is not pooled", async () => {
     const srv = rawServer({ onHead: (s) => void rawSend(s, OK("ka", "Keep-Alive: timeout=1\r\n")) });
     const t = transport();
@@ -604,6 +613,16 @@ describe("upgrade", () => {
     tunnel.setHandlers({ data: (c) => (got += Buffer.from(c).toString()), close: () => (closed = true) });
     expect(tunnel.write("ping")).toBe(4);
     await until(() => got === "echo:ping", "echo through the tunnel");
+    // a large write is queued behind the socket and flushed on drain
+    let drained = false;
+    tunnel.setHandlers({ data: (c) => (got += Buffer.from(c).toString()), drain: () => (drained = true), close: () => (closed = true) });
+    const big = Buffer.alloc(32 * 1024 * 1024, 120);
+    const n = tunnel.write(big);
+    expect(n).toBeGreaterThan(0);
+    if (n < big.length) {
+      expect(tunnel.bufferedAmount).toBe(big.length - n);
+      await until(() => drained && tunnel.bufferedAmount === 0, "queued bytes flushed");
+    }
     // the tunnel does not count against the origin's pool
     expect(t.stats()[`http://127.0.0.1:${srv.port}`]!.open).toBe(0);
     for (const s of srv.sockets) s.end();

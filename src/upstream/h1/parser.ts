@@ -54,6 +54,7 @@ const S_ERROR = 16;
  */
 const HEAD_RE = /^HTTP\/1\.[01] \d\d\d(?: [\t\x20-\x7e\x80-\xff]*)?\r\n(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*$/;
 
+const NO_HEADERS: string[] = [];
 const CR = 13;
 const LF = 10;
 /** "\r\n\r\n" as a Buffer: Buffer#indexOf with a Buffer needle is several times faster than with a string. */
@@ -80,7 +81,7 @@ export class ResponseParser {
   /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
   minor = 1;
   /** Field lines as they arrived: [name, value, name, value, …], names in their original case. */
-  headers: string[] = [];
+  headers: string[] = NO_HEADERS;
   framing: Framing = FRAMING_NONE;
   /** Declared Content-Length, or -1. */
   contentLength = -1;
@@ -120,7 +121,7 @@ export class ResponseParser {
     this.status = 0;
     this.statusText = "";
     this.minor = 1;
-    this.headers = [];
+    this.headers = NO_HEADERS;
     this.framing = FRAMING_NONE;
     this.contentLength = -1;
     this.keepAlive = true;

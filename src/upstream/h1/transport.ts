@@ -289,6 +289,8 @@ class Exchange {
   head: string | null = null;
   /** Streamed body: the Content-Length to send exactly, or -1 for chunked. */
   fixedLength = -1;
+  /** The request said `Connection: close`. */
+  closeAfter = false;
   resolve: (r: H1UpgradeResponse) => void = noop;
   reject: (e: unknown) => void = noop;
 
@@ -355,6 +357,7 @@ class Exchange {
         continue;
       }
       if (name === "transfer-encoding" || name === "host") continue;
+      if (name === "connection" && /(?:^|,)\s*close\s*(?:,|$)/i.test(h[i + 1]!)) this.closeAfter = true;
       s += `${name}: ${h[i + 1]!}\r\n`;
     }
     const body = req.body;
@@ -506,7 +509,7 @@ class Exchange {
     if (this.ctrl !== null) this.ctrl.close();
     c.ex = null;
     this.conn = null;
-    if (!trailing && this.reqDone && c.pending === null && c.parser.keepAlive && !this.upgrade) this.t.release(c);
+    if (!trailing && this.reqDone && c.pending === null && c.parser.keepAlive && !this.upgrade && !this.closeAfter) this.t.release(c);
     else {
       c.destroy(false);
       if (this.reader !== null) {
@@ -659,10 +662,23 @@ export class H1Tunnel {
     this.resume();
   }
 
-  /** Bytes written; fewer than given means wait for `drain`. -1 once closed. */
+  /**
+   * Write bytes (a string as UTF-8). What the socket does not take now is queued and flushed on
+   * drain, after which the `drain` handler runs: stop writing while `bufferedAmount > 0`.
+   * Returns the bytes written at once, -1 once closed.
+   */
   write(data: string | Uint8Array): number {
-    const s = this.conn.socket;
-    return s === null || this.closedWith !== null ? -1 : s.write(data);
+    if (this.closedWith !== null) return -1;
+    const b = typeof data === "string" ? Buffer.from(data) : data;
+    return this.conn.write(b, 0, b.byteLength, false);
+  }
+
+  /** Bytes queued behind a short write. */
+  get bufferedAmount(): number {
+    const p = this.conn.pending;
+    let n = 0;
+    if (p !== null) for (const b of p) n += b.byteLength;
+    return n;
   }
 
   pause(): void {
