@@ -4,6 +4,7 @@ import type { Generation } from "./generation.ts";
 import { UpstreamRegistry } from "../upstream/registry.ts";
 import type { UpstreamTransport } from "../upstream/transport.ts";
 import { FetchTransport } from "../upstream/fetch-transport.ts";
+import { H1Transport } from "../upstream/h1/transport.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import { hooks } from "../pipeline/hooks.ts";
@@ -30,7 +31,7 @@ export class Runtime {
     this.gen = gen;
     this.registry = registry;
     this.configPath = configPath;
-    this.httpTransport = new FetchTransport();
+    this.httpTransport = new H1Transport();
     this.httpsTransport = new FetchTransport({ insecureTls: process.env.HECATE_UPSTREAM_INSECURE_TLS === "1" });
   }
 
