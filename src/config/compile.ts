@@ -15,6 +15,7 @@ import { parseListen, type ListenAddress } from "./listen.ts";
 export { parseListen, type ListenAddress };
 import type { Stage } from "../pipeline/stage.ts";
 import { buildGlobalStages, buildRouteStages, type StageContext } from "../pipeline/stages/index.ts";
+import { compileTls, type CompiledTls } from "../tls/compile-tls.ts";
 
 export interface RetrySettings {
   maxRetries: number;
@@ -80,6 +81,8 @@ export interface CompiledConfig {
   readonly upstreamUrls: ReadonlyMap<string, { target: UpstreamTarget; routes: string[] }>;
   /** Body of the 404 when no route matches ("no route"; the embedded default says how to pass a config). */
   noRouteMessage: string;
+  /** TLS material for the public listeners (src/tls/compile-tls.ts); null = plain HTTP. */
+  readonly tls: CompiledTls | null;
   /** Release timers and handles owned by this generation. */
   dispose(): void;
 }
@@ -235,6 +238,7 @@ export async function compileConfig(config: Config, registry: UpstreamRegistry, 
   }
 
   const globalStages = await buildGlobalStages(config, stageCtx);
+  const tls = await compileTls(config, errors);
 
   if (errors.length > 0) {
     stageCtx.disposers.forEach((d) => d());
@@ -256,6 +260,7 @@ export async function compileConfig(config: Config, registry: UpstreamRegistry, 
     adminListen: adminListen!,
     upstreamUrls,
     noRouteMessage: "no route",
+    tls,
     dispose() {
       for (const d of disposers.splice(0)) d();
     },

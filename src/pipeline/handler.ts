@@ -8,6 +8,7 @@ import { normalizeHost } from "../routing/router.ts";
 import { requestIdOf } from "./headers.ts";
 import { clientIpOf, normalizePeer } from "./client-ip.ts";
 import { hooks } from "./hooks.ts";
+import { isWebSocketUpgrade, proxyWebSocket } from "../proxy/websocket.ts";
 
 /** Host header value: reg-name or IP literal, optional port. */
 const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]+)(?::\d{0,5})?$/;
@@ -17,12 +18,14 @@ const BUN_HEADER_LIMIT = 65536;
 
 export type Handler = (req: Request, server: Server<unknown>) => Response | Promise<Response>;
 
-export function createHandler(rt: Runtime, tls: boolean): Handler {
+/** `proto`: the HTTP version when the listener serves only one ("HTTP/1.1", "HTTP/3"), else "". */
+export function createHandler(rt: Runtime, tls: boolean, proto = ""): Handler {
   return function handle(req: Request, server: Server<unknown>): Response | Promise<Response> {
     const start = performance.now();
     const gen = rt.gen;
     const c = gen.compiled;
     const ex = new Exchange(req, server, gen, start, tls);
+    ex.proto = proto;
     rt.requests++;
     rt.inflight++;
     ex.requestId = requestIdOf(req);
@@ -74,9 +77,15 @@ function afterGlobal(ex: Exchange, rt: Runtime): Response | Promise<Response> {
   if (route === undefined) return reject(ex, rt, new ProxyError("no_route", ex.gen.compiled.noRouteMessage, { source: "downstream" }));
   ex.route = route;
   // 6–7. route auth and policy
-  if (route.stages.length > 0) return runStages(ex, rt, route.stages, 0, (e, r) => forward(e, e.route!, r));
+  if (route.stages.length > 0) return runStages(ex, rt, route.stages, 0, toUpstream);
   // 8–9. body cap, select, forward
-  return forward(ex, route, rt);
+  return toUpstream(ex, rt);
+}
+
+/** Forward, or proxy a WebSocket handshake (same stages before it; src/proxy/websocket.ts). */
+function toUpstream(ex: Exchange, rt: Runtime): Response | Promise<Response> {
+  if (ex.method === "GET" && isWebSocketUpgrade(ex.req)) return proxyWebSocket(ex, ex.route!, rt);
+  return forward(ex, ex.route!, rt);
 }
 
 type Next = (ex: Exchange, rt: Runtime) => Response | Promise<Response>;

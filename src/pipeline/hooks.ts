@@ -28,4 +28,8 @@ export const hooks = {
   generation(_rt: unknown): void {},
   /** A policy stage denied the request; `policy` ∈ limits, ip_acl, geoip, asn, rate_limit, auth. */
   denied(_ex: Exchange, _policy: string): void {},
+  /** A proxied WebSocket tunnel opened, or ended (both sides closed; `finish` follows). */
+  websocket(_ex: Exchange, _event: "open" | "close"): void {},
+  /** A shared rate-limit store (Redis) could not decide; `failOpen` answered (admit or 429). */
+  rateLimitStoreError(_result: "fail_open" | "fail_closed"): void {},
 };

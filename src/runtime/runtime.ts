@@ -4,6 +4,7 @@ import type { Generation } from "./generation.ts";
 import { UpstreamRegistry } from "../upstream/registry.ts";
 import type { UpstreamTransport } from "../upstream/transport.ts";
 import { FetchTransport } from "../upstream/fetch-transport.ts";
+import { H2cTransport } from "../upstream/h2c-transport.ts";
 import { H1Transport } from "../upstream/h1/transport.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
@@ -25,12 +26,17 @@ export class Runtime {
   /** Transport for http:// upstreams and for https:// ones. */
   httpTransport: UpstreamTransport;
   httpsTransport: UpstreamTransport;
+  /** Cleartext HTTP/2 for http:// upstreams when proxy.enableUpstreamH2C (made on first use). */
+  h2cTransport: UpstreamTransport | null = null;
+  /** proxy.enableUpstreamH2C of the serving generation. */
+  private upstreamH2C: boolean;
   lastReload: { at: number; ok: boolean; errors: number } | null = null;
 
   constructor(gen: Generation, registry: UpstreamRegistry, configPath: string | null) {
     this.gen = gen;
     this.registry = registry;
     this.configPath = configPath;
+    this.upstreamH2C = gen.compiled.config.proxy.enableUpstreamH2C;
     this.httpTransport = new H1Transport();
     this.httpsTransport = new FetchTransport({ insecureTls: process.env.HECATE_UPSTREAM_INSECURE_TLS === "1" });
   }
@@ -39,6 +45,7 @@ export class Runtime {
   swap(compiled: import("../config/compile.ts").CompiledConfig): void {
     const old = this.gen;
     this.gen = { id: old.id + 1, compiled, loadedAt: Date.now() };
+    this.upstreamH2C = compiled.config.proxy.enableUpstreamH2C;
     this.registry.retain(new Set(compiled.upstreamUrls.keys()));
     hooks.generation(this);
     old.compiled.dispose();
@@ -59,6 +66,7 @@ export class Runtime {
   }
 
   transportFor(t: UpstreamTarget): UpstreamTransport {
-    return t.https ? this.httpsTransport : this.httpTransport;
+    if (t.https) return this.httpsTransport;
+    return this.upstreamH2C ? (this.h2cTransport ??= new H2cTransport()) : this.httpTransport;
   }
 }

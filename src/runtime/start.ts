@@ -71,6 +71,7 @@ export async function startFromCompiled(compiled: CompiledConfig, registry: Upst
         await step("close upstream connections", () => {
           rt.httpTransport.close();
           rt.httpsTransport.close();
+          rt.h2cTransport?.close();
         });
         await step("dispose generation", () => rt.gen.compiled.dispose());
         rt.ready = false;
