@@ -575,12 +575,18 @@ describe("connections", () => {
     await until(() => srv.closed === 3, "closed instead of pooled");
   });
 
-  test("close() closes idle connections", async () => {
-    const srv = rawServer({ onHead: (s) => void rawSend(s, OK()) });
+  test("close() closes idle connections; requests in flight complete, then their connections close", async () => {
+    const srv = rawServer({ onHead: (s, head) => (head.startsWith("GET /slow") ? setTimeout(() => void rawSend(s, OK("late")), 50) : void rawSend(s, OK())) });
     const t = new H1Transport();
     await readAll((await t.send(req(srv.port))).body);
+    const slow = t.send(req(srv.port, { path: "/slow" }));
+    await until(() => srv.heads.length === 2, "slow request sent");
+    await readAll((await t.send(req(srv.port))).body); // a second connection, idle again
+    expect(srv.accepted).toBe(2);
     t.close();
-    await until(() => srv.closed === 1, "closed by close()");
+    await until(() => srv.closed === 1, "idle connection closed by close()");
+    expect((await readAll((await slow).body)).toString()).toBe("late");
+    await until(() => srv.closed === 2, "busy connection closed after its exchange");
   });
 });
 

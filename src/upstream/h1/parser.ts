@@ -45,6 +45,7 @@ const S_DONE_PENDING = 13; // head without body: the next execute() says DONE
 const S_DONE = 14;
 const S_UPGRADED = 15;
 const S_ERROR = 16;
+const S_CHUNK_BWS = 17; // whitespace after the chunk size: only ";" or CRLF may follow
 
 /**
  * One regular expression for the whole head (status line and field lines, each with its CRLF,
@@ -220,6 +221,7 @@ export class ResponseParser {
           return STEP_BODY;
         }
         case S_CHUNK_SIZE:
+        case S_CHUNK_BWS:
         case S_CHUNK_EXT:
         case S_CHUNK_SIZE_LF:
         case S_CHUNK_DATA_CR:
@@ -270,10 +272,19 @@ export class ResponseParser {
           }
           if (this.sizeDigits === 0) return this.failAt(pos, "invalid chunk size");
           if (c === CR) state = S_CHUNK_SIZE_LF;
-          else if (c === 0x3b /* ; */ || c === 0x20 || c === 0x09) state = S_CHUNK_EXT;
+          else if (c === 0x3b /* ; */) state = S_CHUNK_EXT;
+          else if (c === 0x20 || c === 0x09) state = S_CHUNK_BWS;
           else return this.failAt(pos, "invalid chunk size");
           pos++;
           this.lineBytes++;
+          break;
+        }
+        case S_CHUNK_BWS: {
+          if (c === CR) state = S_CHUNK_SIZE_LF;
+          else if (c === 0x3b) state = S_CHUNK_EXT;
+          else if (c !== 0x20 && c !== 0x09) return this.failAt(pos, "invalid chunk size");
+          if (++this.lineBytes > MAX_CHUNK_LINE) return this.failAt(pos, "chunk extension too long");
+          pos++;
           break;
         }
         case S_CHUNK_EXT: {

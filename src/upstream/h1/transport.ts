@@ -799,13 +799,13 @@ export class H1Transport implements UpstreamTransport {
       c.paused = false;
       c.socket!.resume();
     }
-    if (this.closed) {
-      c.destroy(false);
-      return;
-    }
     const w = c.op.dequeue();
     if (w !== null) {
       w.attach(c);
+      return;
+    }
+    if (this.closed) {
+      c.destroy(false);
       return;
     }
     // honour the upstream's Keep-Alive timeout hint, with a margin for the keep-alive race
@@ -815,7 +815,6 @@ export class H1Transport implements UpstreamTransport {
 
   /** A slot freed up in `op`: open connections for queued requests. */
   wake(op: Origin): void {
-    if (this.closed) return;
     while (op.waiting > 0 && op.open < this.pool.maxConnsPerOrigin) {
       const w = op.dequeue();
       if (w === null) break;
@@ -823,7 +822,10 @@ export class H1Transport implements UpstreamTransport {
     }
   }
 
-  /** Close idle connections; busy ones close when their exchange ends. */
+  /**
+   * Close idle connections and stop pooling: requests in flight (and queued ones) complete,
+   * each connection closes when its exchange ends.
+   */
   close(): void {
     this.closed = true;
     this.pool.closeIdle();
