@@ -16,6 +16,9 @@ import { ProxyError } from "../../errors.ts";
 import type { UpstreamRequest, UpstreamResponse, UpstreamTransport } from "../transport.ts";
 import { ConnPool, type OriginPool, type PoolOptions } from "./pool.ts";
 import { FRAMING_NONE, ResponseParser, STEP_BODY, STEP_DONE, STEP_ERROR, STEP_HEAD, STEP_MORE } from "./parser.ts";
+import { H1Tunnel } from "./tunnel.ts";
+
+export { H1Tunnel, type TunnelHandlers } from "./tunnel.ts";
 
 export interface H1TransportOptions extends PoolOptions {
   /** Largest response head (and trailer section) accepted, bytes. Default 65536. */
@@ -30,14 +33,6 @@ export interface H1UpgradeResponse extends UpstreamResponse {
   tunnel: H1Tunnel | null;
 }
 
-export interface TunnelHandlers {
-  /** Bytes from the upstream (the new protocol). */
-  data?(chunk: Uint8Array): void;
-  /** The socket can take more after a short write. */
-  drain?(): void;
-  /** The connection closed (either side). */
-  close?(error?: Error): void;
-}
 
 const C_CONNECTING = 0;
 const C_IDLE = 1;
@@ -622,105 +617,6 @@ class Exchange {
       this.reader.cancel().catch(noop);
       this.reader = null;
     }
-  }
-}
-
-/**
- * The upstream side of a connection after `101 Switching Protocols`: raw bytes both ways.
- * Reading is paused until `setHandlers()`; `head` holds what arrived with the 101.
- */
-export class H1Tunnel {
-  private h: TunnelHandlers | null = null;
-  private buffered: Uint8Array[] | null = null;
-  private closedWith: { err: Error | undefined } | null = null;
-
-  constructor(
-    private readonly conn: Conn,
-    /** Bytes the upstream sent right after the 101 head (already the new protocol). */
-    readonly head: Uint8Array,
-  ) {}
-
-  /** The raw Bun socket (write / end / terminate / pause / resume). */
-  get socket(): Socket<unknown> {
-    return this.conn.socket as Socket<unknown>;
-  }
-
-  get closed(): boolean {
-    return this.closedWith !== null;
-  }
-
-  /** Take over the events; data that arrived before is delivered now, then reading resumes. */
-  setHandlers(h: TunnelHandlers): void {
-    this.h = h;
-    const b = this.buffered;
-    this.buffered = null;
-    if (b !== null && h.data) for (const chunk of b) h.data(chunk);
-    if (this.closedWith !== null) {
-      h.close?.(this.closedWith.err);
-      return;
-    }
-    this.resume();
-  }
-
-  /**
-   * Write bytes (a string as UTF-8). What the socket does not take now is queued and flushed on
-   * drain, after which the `drain` handler runs: stop writing while `bufferedAmount > 0`.
-   * Returns the bytes written at once, -1 once closed.
-   */
-  write(data: string | Uint8Array): number {
-    if (this.closedWith !== null) return -1;
-    const b = typeof data === "string" ? Buffer.from(data) : data;
-    return this.conn.write(b, 0, b.byteLength, false);
-  }
-
-  /** Bytes queued behind a short write. */
-  get bufferedAmount(): number {
-    const p = this.conn.pending;
-    let n = 0;
-    if (p !== null) for (const b of p) n += b.byteLength;
-    return n;
-  }
-
-  pause(): void {
-    const c = this.conn;
-    if (!c.paused && this.closedWith === null) {
-      c.paused = true;
-      c.socket!.pause();
-    }
-  }
-
-  resume(): void {
-    const c = this.conn;
-    if (c.paused && this.closedWith === null) {
-      c.paused = false;
-      c.socket!.resume();
-    }
-  }
-
-  /** Half-close (FIN). */
-  end(): void {
-    this.conn.socket?.end();
-  }
-
-  /** Reset the connection. */
-  destroy(): void {
-    this.conn.socket?.terminate();
-  }
-
-  onData(chunk: Uint8Array): void {
-    const h = this.h;
-    if (h !== null && h.data) h.data(chunk);
-    else (this.buffered ??= []).push(chunk);
-  }
-
-  onDrain(): void {
-    this.h?.drain?.();
-  }
-
-  onClose(err?: Error): void {
-    if (this.closedWith !== null) return;
-    this.closedWith = { err };
-    this.h?.close?.(err);
   }
 }
 
