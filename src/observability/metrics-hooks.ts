@@ -4,7 +4,7 @@ import { hooks } from "../pipeline/hooks.ts";
 import { adminRoute } from "../admin/server.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
-import { contentType, exposition, onGeneration, recordAttempt, recordDenied, recordFinish, recordReload, recordRetry } from "./metrics.ts";
+import { contentType, exposition, onGeneration, recordAttempt, recordDenied, recordFinish, recordReload, recordRetry, recordStoreError } from "./metrics.ts";
 
 /** Exchanges whose denial the `denied` hook already counted (rare path: only denials). */
 const deniedCounted = new WeakSet<Exchange>();
@@ -46,6 +46,12 @@ const prevGeneration = hooks.generation;
 hooks.generation = function metricsGeneration(rt) {
   prevGeneration(rt);
   onGeneration(rt as Runtime);
+};
+
+const prevStoreError = hooks.rateLimitStoreError;
+hooks.rateLimitStoreError = function metricsStoreError(result) {
+  prevStoreError(result);
+  recordStoreError(result);
 };
 
 const HEADERS = { "content-type": contentType };

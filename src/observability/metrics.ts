@@ -207,6 +207,17 @@ export const configReloadsTotal = new CellCounter({
   registers,
 });
 
+/**
+ * Beyond the SPEC §5 list (hence not in ALL / METRIC_NAMES, which are that contract): decisions a
+ * shared rate-limit store (Redis, §3.10) could not make, answered by `failOpen`.
+ */
+export const ratelimitStoreErrorsTotal = new CellCounter({
+  name: "hecate_ratelimit_store_errors_total",
+  help: "Rate-limit decisions the shared store (Redis) could not make, by the answer failOpen gave (fail_open admitted, fail_closed refused).",
+  labelNames: ["result"],
+  registers,
+});
+
 /** The runtime whose admin listener is being scraped (gauges of live state read it). */
 let scrapeRt: Runtime | null = null;
 /** The last runtime that became live (fallback when no scrape is in progress). */
@@ -373,6 +384,8 @@ function cellsOfTarget(route: CompiledRoute | null, t: UpstreamTarget): TargetCe
 for (const result of ["success", "failure"]) configReloadsTotal.store.get({ result });
 const reloadOk = configReloadsTotal.store.get({ result: "success" });
 const reloadFailed = configReloadsTotal.store.get({ result: "failure" });
+const storeFailOpen = ratelimitStoreErrorsTotal.store.get({ result: "fail_open" });
+const storeFailClosed = ratelimitStoreErrorsTotal.store.get({ result: "fail_closed" });
 
 // --- recording API (called from the pipeline hooks) -------------------------------------------
 
@@ -410,6 +423,11 @@ export function recordRetry(route: CompiledRoute, reason: RetryReason): void {
 /** A policy denied the request; `policy` is one of POLICIES. */
 export function recordDenied(ex: Exchange, policy: string): void {
   cellsOfRoute(ex.route).deniedCell(policy).value++;
+}
+
+/** The shared rate-limit store failed one decision; `failOpen` gave this answer. */
+export function recordStoreError(result: "fail_open" | "fail_closed"): void {
+  (result === "fail_open" ? storeFailOpen : storeFailClosed).value++;
 }
 
 export function recordReload(ok: boolean): void {

@@ -95,11 +95,17 @@ export interface CompileCtx {
   disposers: (() => void)[];
   /** Identity of the runtime whose state outlives generations. */
   owner?: object;
+  /**
+   * Set when keyed rules keep their buckets in a store shared by instances (`policy.store`,
+   * §3.10): makes the store of one rule. Null/absent: in-memory buckets.
+   */
+  sharedStore?: ((name: string, spec: RateSpec) => RateLimiterStore) | null;
 }
 
 /** Build a keyed rule; its store is shared with the previous generation when unchanged. */
 export function compileRule(name: string, cfg: RateLimitConfig, ctx: CompileCtx): RateLimitRule {
   const spec = rateSpec(cfg.rps, cfg.burst);
+  if (ctx.sharedStore) return { name, spec, store: ctx.sharedStore(name, spec), keyOf: keyFunction(cfg.key), policyHeader: policyHeaderOf(name, spec) };
   const id = `rule ${name} ${spec.rps} ${spec.burst} ${cfg.key}`;
   const held = acquireStore(ctx.owner, id, () => new MemoryRateLimiterStore(spec));
   ctx.disposers.push(held.release);

@@ -14,6 +14,9 @@ import { geoIpStage, asnStage } from "../../policy/geo.ts";
 import { compileRule, rateLimitStage, pathRateLimitStage, limitsStage, type RateLimitRule } from "../../policy/rate-limit.ts";
 import { compileAuth, authStage } from "../../policy/auth.ts";
 import { registerAdminAuth, ADMIN_REALM } from "../../policy/admin-auth.ts";
+import { redisStoreFactory } from "../../policy/redis-store.ts";
+import type { RateSpec } from "../../policy/token-bucket.ts";
+import type { RateLimiterStore } from "../../policy/rate-limiter-store.ts";
 
 export interface StageContext {
   errors: ConfigError[];
@@ -26,6 +29,18 @@ export interface StageContext {
   owner?: object;
   /** .mmdb files opened during this compile, by absolute path (filled by the geo factories). */
   mmdb?: Map<string, Promise<Reader<MmdbRecord> | string>>;
+  /** Keyed rules' store when `proxy.policy.store` is set (null: in memory); see useSharedStore. */
+  sharedStore?: ((name: string, spec: RateSpec) => RateLimiterStore) | null;
+}
+
+/**
+ * `proxy.policy.store` (§2.4, §3.10): keyed rules (global, route and paths rate limits) keep
+ * their buckets in Redis; the `limits` bucket stays local. Decided once per compile.
+ */
+function useSharedStore(config: Config, ctx: StageContext): void {
+  if (ctx.sharedStore !== undefined) return;
+  const store = config.proxy.policy?.store;
+  ctx.sharedStore = store ? redisStoreFactory(store, ctx) : null;
 }
 
 type PolicyBlock = {
@@ -59,6 +74,7 @@ export async function buildGlobalStages(config: Config, ctx: StageContext): Prom
   const limits = config.proxy.limits;
   if (limits.rps > 0) stages.push(limitsStage(limits.rps, limits.burst, ctx));
   const policy = config.proxy.policy;
+  useSharedStore(config, ctx);
   if (policy) {
     stages.push(...(await accessStages(policy, "proxy.policy", ctx)));
     if (policy.rateLimit) stages.push(rateLimitStage(compileRule("global", policy.rateLimit, ctx)));
@@ -67,7 +83,7 @@ export async function buildGlobalStages(config: Config, ctx: StageContext): Prom
 }
 
 export async function buildRouteStages(route: RouteConfig, index: number, config: Config, ctx: StageContext): Promise<Stage[]> {
-  void config;
+  useSharedStore(config, ctx);
   const at = `proxy.routes[${index}]`;
   const stages: Stage[] = [];
   const auth = compileAuth(route.auth, `${at}.auth`, "hecate", ctx.errors);
