@@ -39,6 +39,11 @@ export class AlpnCache {
     return e?.proto ?? ALPN_UNKNOWN;
   }
 
+  /** What is known about `origin` (no probe is started). */
+  peek(origin: string): number {
+    return this.byOrigin.get(origin)?.proto ?? ALPN_UNKNOWN;
+  }
+
   /** The origin refused h2 after all (HTTP2Unsupported): use HTTP/1.1 until the next probe. */
   downgrade(t: UpstreamTarget): void {
     this.byOrigin.set(t.origin, { proto: ALPN_H1, until: performance.now() + RECHECK_MS, probing: false });
