@@ -32,15 +32,26 @@ function backoffMs(r: RetrySettings, retry: number): number {
   return Math.random() * cap;
 }
 
-/** Counts request body bytes; errors the stream with a 413 once `cap` is passed. */
-function capped(body: ReadableStream<Uint8Array>, cap: number, onOver: () => void): ReadableStream<Uint8Array> {
+/**
+ * Counts request body bytes; errors the stream with a 413 once `cap` is passed.
+ * The end of a chunked body is held for one event-loop turn: Bun ends the body at the
+ * last-chunk line and parses request trailers as a new (bad) request, answering 400 and
+ * closing — the client's signal fires one macrotask later. A body whose client is gone by
+ * then errors instead of closing, so the upstream never receives a complete request that
+ * the client was answered 400 for (test/hostile/corpus.test.ts, "request trailers").
+ */
+function capped(body: ReadableStream<Uint8Array>, cap: number, onOver: () => void, client: AbortSignal): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let n = 0;
   return new ReadableStream<Uint8Array>(
     {
       async pull(c) {
         const { done, value } = await reader.read();
-        if (done) return c.close();
+        if (done) {
+          await new Promise<void>((r) => setImmediate(r));
+          if (client.aborted) return c.error(new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+          return c.close();
+        }
         n += value.byteLength;
         if (n > cap) {
           onOver();
@@ -77,8 +88,11 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
   const chunked = req.headers.has("transfer-encoding");
   if (clRaw !== null && !chunked) {
     const cl = Number(clRaw);
+    // Bun rejects every malformed Content-Length but joins two equal ones into "5, 5" (RFC 9110 §8.6: reject)
+    if (Number.isNaN(cl)) return rejectFraming(ex, rt, new ProxyError("bad_request", "invalid Content-Length", { source: "downstream" }));
     if (cl > cap) return fail(ex, rt, new ProxyError("body_too_large", "request body too large", { source: "downstream" }));
     if (cl > 0) {
+      if (req.body === null) return rejectFraming(ex, rt, noBody(ex.method));
       if (cl <= retry.retryBufferBytes) {
         try {
           body = new Uint8Array(await req.arrayBuffer());
@@ -89,8 +103,9 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
         body = new RetryBody(req.body!, retry.retryBufferBytes);
       }
     }
-  } else if (chunked && req.body !== null) {
-    body = new RetryBody(capped(req.body, cap, () => (overCap = true)), retry.retryBufferBytes);
+  } else if (chunked) {
+    if (req.body === null) return rejectFraming(ex, rt, noBody(ex.method));
+    body = new RetryBody(capped(req.body, cap, () => (overCap = true), req.signal), retry.retryBufferBytes);
   }
 
   const baseHeaders = upstreamRequestHeaders(ex, route, route.config.auth !== undefined);
@@ -251,6 +266,29 @@ async function sleepBackoff(r: RetrySettings, retryNo: number, deadline: number,
   return !signal.aborted && performance.now() < deadline;
 }
 
+/**
+ * Bun.serve reads and discards the content of a GET, HEAD or TRACE request (req.body is null),
+ * and calls the handler before it has validated that content's chunked framing. Forwarding
+ * such a request without its content would change its meaning; RFC 9110 §9.3.1 allows
+ * rejecting it (content in GET is a known smuggling vector), and §9.3.8 forbids it in TRACE.
+ */
+function noBody(method: string): ProxyError {
+  return new ProxyError("bad_request", `${method} request with content is not supported`, { source: "downstream" });
+}
+
+/**
+ * 400 with `Connection: close` for a request whose framing Hecate will not forward. Waits one
+ * event-loop turn first: when the rest of the body is already in Bun's buffer and invalid,
+ * Bun answers it 400 itself and closes; answering too would put two responses on the wire.
+ */
+async function rejectFraming(ex: Exchange, rt: Runtime, err: ProxyError): Promise<Response> {
+  await new Promise<void>((r) => setImmediate(r));
+  if (ex.req.signal.aborted) return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+  const res = fail(ex, rt, err);
+  res.headers.set("connection", "close");
+  return res;
+}
+
 function fail(ex: Exchange, rt: Runtime, err: ProxyError): Response {
   ex.status = err.code === "client_gone" ? 499 : err.status;
   const res = errorResponse(err, ex.requestId);
@@ -275,6 +313,14 @@ function respond(ex: Exchange, route: CompiledRoute, rt: Runtime, r: UpstreamRes
   if (route.sticky !== null) issueSticky(ex, route.sticky, t, h);
   ex.status = r.status;
   const state = t.state;
+  const bytes = r.bodyBytes;
+  if (bytes !== undefined) {
+    state.inflight--;
+    ex.bytes = bytes.byteLength;
+    const res = new Response(bytes, { status: r.status, statusText: r.statusText, headers: h });
+    rt.finish(ex, res);
+    return res;
+  }
   if (r.body === null) {
     state.inflight--;
     const res = new Response(null, { status: r.status, statusText: r.statusText, headers: h });

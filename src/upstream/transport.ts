@@ -27,8 +27,10 @@ export interface UpstreamResponse {
   status: number;
   statusText: string;
   headers: Headers;
-  /** null for responses without a body (HEAD, 204, 304). */
+  /** null for responses without a body (HEAD, 204, 304) and when `bodyBytes` is set. */
   body: ReadableStream<Uint8Array> | null;
+  /** The complete body, when the transport already has all of it (no stream needed). */
+  bodyBytes?: Uint8Array;
 }
 
 export interface UpstreamTransport {

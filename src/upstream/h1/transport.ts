@@ -29,6 +29,30 @@ export interface H1TransportOptions extends PoolOptions {
   bodyHighWaterMark?: number;
 }
 
+/**
+ * A response whose whole body arrived with its head: `bodyBytes` is the body, and `body` is
+ * made into a stream only for a consumer that asks for one (forward.ts does not).
+ */
+class InlineResponse implements H1UpgradeResponse {
+  private stream: ReadableStream<Uint8Array> | null = null;
+  readonly tunnel = null;
+  constructor(
+    readonly status: number,
+    readonly statusText: string,
+    readonly headers: Headers,
+    readonly bodyBytes: Uint8Array,
+  ) {}
+  get body(): ReadableStream<Uint8Array> {
+    const bytes = this.bodyBytes;
+    return (this.stream ??= new ReadableStream<Uint8Array>({
+      start(c) {
+        if (bytes.byteLength > 0) c.enqueue(bytes);
+        c.close();
+      },
+    }));
+  }
+}
+
 /** What an upgrade request gets back: a normal response, or a 101 with the raw connection. */
 export interface H1UpgradeResponse extends UpstreamResponse {
   /** Set for a 101 Switching Protocols: the connection, detached from the pool. */
@@ -289,6 +313,13 @@ class Exchange {
   closeAfter = false;
   resolve: (r: H1UpgradeResponse) => void = noop;
   reject: (e: unknown) => void = noop;
+  /**
+   * A parsed head whose body may still complete within the same socket read. While set, body
+   * bytes are collected in `inline`; send() resolves with `bodyBytes` when the body ends in that
+   * read (no stream at all), else with a stream fed the collected bytes first.
+   */
+  heldHead: H1UpgradeResponse | null = null;
+  inline: Uint8Array[] | null = null;
 
   constructor(
     readonly t: H1Transport,
@@ -441,8 +472,15 @@ class Exchange {
       pos = p.pos;
       switch (r) {
         case STEP_MORE:
+          if (this.heldHead !== null) this.releaseHead();
           return;
         case STEP_BODY: {
+          if (this.heldHead !== null) {
+            const a = p.bodyStart;
+            const b = p.bodyEnd;
+            this.inline!.push(a === 0 && b === chunk.length ? chunk : chunk.subarray(a, b));
+            continue;
+          }
           const ctrl = this.ctrl;
           if (ctrl !== null) {
             const a = p.bodyStart;
@@ -459,6 +497,7 @@ class Exchange {
           if (!this.onHead(c, chunk, pos)) return;
           continue;
         case STEP_DONE:
+          if (this.heldHead !== null) this.releaseHeadWhole();
           this.onDone(c, pos < chunk.length);
           return;
         case STEP_ERROR:
@@ -493,10 +532,46 @@ class Exchange {
       this.resolve({ status: p.status, statusText: p.statusText, headers, body: null, tunnel });
       return false;
     }
-    const body = p.framing === FRAMING_NONE ? null : new ReadableStream<Uint8Array>(this, this.t.bodyStrategy);
-    if (this.upgrade) this.resolve({ status: p.status, statusText: p.statusText, headers, body, tunnel: null });
-    else this.resolve({ status: p.status, statusText: p.statusText, headers, body } as H1UpgradeResponse);
+    if (p.framing === FRAMING_NONE) {
+      this.resolve({ status: p.status, statusText: p.statusText, headers, body: null, tunnel: null });
+      return true;
+    }
+    this.heldHead = { status: p.status, statusText: p.statusText, headers, body: null, tunnel: null };
+    this.inline = [];
     return true;
+  }
+
+  /** The read ended before the body: resolve with a stream that starts with what arrived. */
+  private releaseHead(): void {
+    const r = this.heldHead!;
+    const parts = this.inline!;
+    this.heldHead = null;
+    this.inline = null;
+    r.body = new ReadableStream<Uint8Array>(this, this.t.bodyStrategy);
+    for (const part of parts) this.ctrl!.enqueue(part);
+    this.resolve(r);
+  }
+
+  /** The whole body came with the head: resolve with the bytes, no stream. */
+  private releaseHeadWhole(): void {
+    const r = this.heldHead!;
+    const parts = this.inline!;
+    this.heldHead = null;
+    this.inline = null;
+    let bytes: Uint8Array;
+    if (parts.length === 1) bytes = parts[0]!;
+    else {
+      let n = 0;
+      for (const part of parts) n += part.byteLength;
+      const all = new Uint8Array(n);
+      n = 0;
+      for (const part of parts) {
+        all.set(part, n);
+        n += part.byteLength;
+      }
+      bytes = all;
+    }
+    this.resolve(new InlineResponse(r.status, r.statusText, r.headers, bytes));
   }
 
   private onDone(c: Conn, trailing: boolean): void {
@@ -563,8 +638,11 @@ class Exchange {
     if (this.finished) return;
     this.finished = true;
     this.req.signal.removeEventListener("abort", this);
-    if (!this.settled) {
+    if (!this.settled || this.heldHead !== null) {
+      // not delivered yet (a held head counts as not delivered)
       this.settled = true;
+      this.heldHead = null;
+      this.inline = null;
       this.reject(err);
     } else if (this.ctrl !== null) {
       this.ctrl.error(err);
