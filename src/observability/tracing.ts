@@ -42,6 +42,7 @@ import {
   ATTR_URL_SCHEME,
   ATTR_USER_AGENT_ORIGINAL,
 } from "@opentelemetry/semantic-conventions";
+import { createRequire } from "node:module";
 import pkg from "../../package.json" with { type: "json" };
 import type { Config } from "../config/schema.ts";
 import type { Runtime } from "../runtime/runtime.ts";
@@ -109,6 +110,7 @@ async function createExporter(target: ExporterTarget): Promise<SpanExporter> {
     return new OTLPTraceExporter({ url: target.url, headers: target.headers, timeoutMillis: 10_000 }) as unknown as SpanExporter;
   }
   const [{ OTLPTraceExporter }, grpc] = await Promise.all([import("@opentelemetry/exporter-trace-otlp-grpc"), import("@grpc/grpc-js")]);
+  exposeGrpcToRequire(grpc);
   const metadata = new grpc.Metadata();
   for (const [k, v] of Object.entries(target.headers)) metadata.set(k.toLowerCase(), v);
   return new OTLPTraceExporter({
@@ -117,6 +119,28 @@ async function createExporter(target: ExporterTarget): Promise<SpanExporter> {
     credentials: target.insecure ? grpc.credentials.createInsecure() : grpc.credentials.createSsl(),
     timeoutMillis: 10_000,
   }) as unknown as SpanExporter;
+}
+
+/**
+ * otlp-grpc-exporter-base loads @grpc/grpc-js partly through `createRequire(import.meta.url)`,
+ * which the bundler cannot follow: in the `bun build --compile` binary that require finds no
+ * node_modules and every export fails with "Cannot find module '@grpc/grpc-js'". When that
+ * require cannot resolve it, serve the bundled copy (the one imported above) as a virtual module.
+ */
+let grpcExposed = false;
+function exposeGrpcToRequire(grpc: object): void {
+  if (grpcExposed) return;
+  grpcExposed = true;
+  try {
+    createRequire(import.meta.url).resolve("@grpc/grpc-js");
+    return; // running from source: node_modules is there
+  } catch {}
+  Bun.plugin({
+    name: "bundled @grpc/grpc-js",
+    setup(build) {
+      build.module("@grpc/grpc-js", () => ({ exports: grpc as Record<string, unknown>, loader: "object" }));
+    },
+  });
 }
 
 /** Passes spans on; reports failed exports to the log at most once per interval. */

@@ -13,10 +13,11 @@ import { METRIC_NAMES, DURATION_BUCKETS, metricsJson } from "../../src/observabi
 
 const up = startUpstream();
 const bad = startUpstream(() => new Response("busy", { status: 503 }));
-let release: () => void = () => {};
-/** Answers when the test calls release(). */
+/** Requests waiting in the slow upstream; release() lets them all answer. */
+const waiting: (() => void)[] = [];
+const release = () => waiting.splice(0).forEach((r) => r());
 const slow = startUpstream(async () => {
-  await new Promise<void>((r) => (release = r));
+  await new Promise<void>((r) => waiting.push(r));
   return new Response("late");
 });
 const DEAD = "http://127.0.0.1:1";
@@ -62,10 +63,10 @@ async function get(path: string, init?: RequestInit): Promise<number> {
 const metrics = () => scrape(h.adminUrl);
 const delta = (a: Sample[], b: Sample[], name: string, labels: Record<string, string> = {}) => valueOf(b, name, labels) - valueOf(a, name, labels);
 
-async function until(pred: () => Promise<boolean>, ms = 5000): Promise<void> {
+async function until(pred: () => Promise<boolean>, ms = 3000): Promise<void> {
   const end = performance.now() + ms;
   while (!(await pred())) {
-    if (performance.now() > end) throw new Error("condition not met in time");
+    if (performance.now() > end) throw new Error(`condition not met in time (inflight ${h.rt.inflight}, slow upstream saw ${slow.seen.length})`);
     await Bun.sleep(10);
   }
 }
@@ -173,6 +174,8 @@ test("policy denials are counted by route and policy", async () => {
 test("live gauges: in-flight requests and draining", async () => {
   const pending = fetch(`${h.url}/hold/x`).then(async (r) => (await r.text(), r.status));
   await until(async () => valueOf(await metrics(), "hecate_inflight_requests") === 1);
+  await until(async () => slow.seen.some((r) => r.path === "/hold/x") && waiting.length > 0);
+  expect(valueOf(await metrics(), "hecate_inflight_requests")).toBe(1);
   release();
   expect(await pending).toBe(200);
   await until(async () => valueOf(await metrics(), "hecate_inflight_requests") === 0);

@@ -218,7 +218,7 @@ test("dashboard: unique panel ids, on the grid, queries use only defined metrics
     }
     // grouping labels exist on the metrics of the expression
     for (const m of expr.matchAll(/\b(?:by|without)\s*\(([^)]*)\)/g))
-      for (const l of m[1]!.split(",").map((x) => x.trim()).filter(Boolean)) expect(labelsInExpr.has(l), `${where}: by ${l}`).toBe(true);
+      for (const l of m[1]!.split(",").map((x: string) => x.trim()).filter(Boolean)) expect(labelsInExpr.has(l), `${where}: by ${l}`).toBe(true);
   }
   // the route variable queries a real metric and label
   const v = dashboard.templating.list.find((x: any) => x.name === "route");
