@@ -22,6 +22,17 @@ const DROP_REQUEST = new Set([
   "x-hecate-retry-attempt",
 ]);
 
+// Underscore spellings of the names above and of Content-Length are dropped too: CGI-style
+// upstreams (WSGI, Rack, PHP-FPM) read `Transfer_Encoding` or `X_Forwarded_For` as the
+// dashed field, so forwarding them would let a client smuggle framing or spoof a field that
+// Hecate rewrites (nginx drops them likewise: `underscores_in_headers off`). Precomputed, so
+// the per-header lookup below stays one Set.has.
+for (const name of [...DROP_REQUEST, "content-length"]) {
+  const parts = name.split("-");
+  for (let mask = 1; mask < 1 << (parts.length - 1); mask++)
+    DROP_REQUEST.add(parts.reduce((s, p, i) => (i === 0 ? p : s + ((mask >> (i - 1)) & 1 ? "_" : "-") + p), ""));
+}
+
 const HOP_RESPONSE = ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._~:+/=-]{1,128}$/;
