@@ -2,6 +2,9 @@
 // gRPC on @grpc/grpc-js) decode what Hecate exports; upstream fixtures record the traceparent
 // they receive.
 import { test, expect, afterAll } from "bun:test";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { startHecate, startUpstream, type Hecate } from "../helpers/hecate.ts";
 import { startHttpReceiver, startGrpcReceiver, type ReceivedSpan } from "../observability/otlp-receiver.ts";
 import { hooks } from "../../src/pipeline/hooks.ts";
@@ -281,5 +284,32 @@ test("shutdown exports the spans still queued", async () => {
     expect(ofTrace(rcv.spans, t.traceId).map((s) => s.kind).sort()).toEqual(["CLIENT", "SERVER"]);
   } finally {
     await rcv.stop();
+  }
+}, 20_000);
+
+test("a reload changes the sampling ratio", async () => {
+  const rcv = startHttpReceiver();
+  const dir = mkdtempSync(join(tmpdir(), "hecate-obs-sampling-"));
+  const configPath = join(dir, "hecate.yaml");
+  const config = (sampling: number) => ({
+    admin: { listen: "127.0.0.1:0" },
+    proxy: { listen: "127.0.0.1:0", routes: [{ name: "ratio", upstreams: [up.url] }] },
+    telemetry: { otlpEndpoint: `http://${rcv.address}/v1/traces`, sampling, accessLog: false, logLevel: "warn" },
+  });
+  writeFileSync(configPath, JSON.stringify(config(0)));
+  const h = await startHecate(config(0), { configPath });
+  try {
+    await (await fetch(`${h.url}/before`)).text();
+    expect(parseTp(lastSeenBy(up, "/before").traceparent).flags).toBe("00");
+    writeFileSync(configPath, JSON.stringify(config(1)));
+    expect((await fetch(`${h.adminUrl}/admin/reload`, { method: "POST" })).status).toBe(200);
+    await (await fetch(`${h.url}/after`)).text();
+    const tp = parseTp(lastSeenBy(up, "/after").traceparent);
+    expect(tp.flags).toBe("01");
+    await rcv.waitFor((s) => ofTrace(s, tp.traceId).length >= 2);
+  } finally {
+    await h.shutdown();
+    await rcv.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 }, 20_000);
