@@ -10,6 +10,7 @@ import { selectUpstream, issueSticky } from "./select.ts";
 import type { UpstreamTarget } from "./target.ts";
 import type { UpstreamResponse } from "./transport.ts";
 import { hooks } from "../pipeline/hooks.ts";
+import { StreamIdle } from "../proxy/stream-idle.ts";
 import { RetryBody } from "./retry-body.ts";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
@@ -366,17 +367,32 @@ async function respondBuffered(ex: Exchange, rt: Runtime, r: UpstreamResponse, h
 function streamBody(ex: Exchange, rt: Runtime, src: ReadableStream<Uint8Array>, state: UpstreamTarget["state"]): ReadableStream<Uint8Array> {
   const reader = src.getReader();
   let done = false;
+  let ctrl: ReadableStreamDefaultController<Uint8Array> | null = null;
+  // Bun's idle timer cuts streams that make progress: this watchdog replaces it (stream-idle.ts)
+  const idle = new StreamIdle(ex, () => {
+    if (done) return;
+    const e = new Error("stream idle for server.idleTimeoutSec");
+    state.lastError = `body: ${e.message}`;
+    end();
+    ctrl?.error(e);
+    reader.cancel(e).catch(() => {});
+  });
   const end = () => {
     if (done) return;
     done = true;
+    idle.end();
     state.inflight--;
     rt.finish(ex, null);
   };
   return new ReadableStream<Uint8Array>(
     {
+      start(c) {
+        ctrl = c;
+      },
       async pull(c) {
         try {
           const { done: d, value } = await reader.read();
+          if (done) return; // ended by the idle watchdog meanwhile
           if (d) {
             c.close();
             end();
@@ -384,7 +400,9 @@ function streamBody(ex: Exchange, rt: Runtime, src: ReadableStream<Uint8Array>, 
           }
           ex.bytes += value.byteLength;
           c.enqueue(value);
+          idle.progress();
         } catch (e) {
+          if (done) return;
           state.lastError = `body: ${(e as Error).message}`;
           c.error(e);
           end();
