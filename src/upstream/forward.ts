@@ -104,7 +104,9 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
         body = new RetryBody(req.body!, retry.retryBufferBytes);
       }
     }
-  } else if (chunked) {
+  } else if (chunked || req.body !== null) {
+    // HTTP/2 and HTTP/3 bodies need no Content-Length or Transfer-Encoding (END_STREAM ends
+    // them): Bun gives such a request a body stream, and a request without a body none.
     if (req.body === null) return rejectFraming(ex, rt, noBody(ex.method));
     body = new RetryBody(capped(req.body, cap, () => (overCap = true), req.signal), retry.retryBufferBytes);
   }

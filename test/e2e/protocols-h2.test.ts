@@ -205,3 +205,26 @@ test("enableUpstreamH2C: a refused connection is a 502", async () => {
   const r = await fetch(`${h2c.url}/dead/x`);
   expect(r.status).toBe(502);
 });
+
+test("HTTP/2 request bodies without Content-Length reach the upstream (streamed)", async () => {
+  const sess = http2.connect(h2c.url);
+  try {
+    const big = Buffer.alloc(200_000, 3);
+    const answer = await new Promise<string>((res, rej) => {
+      const st = sess.request({ ":method": "POST", ":path": "/plain/upload", "content-type": "application/octet-stream" });
+      st.on("error", rej);
+      let d = "";
+      st.on("data", (c) => (d += c));
+      st.on("end", () => res(d));
+      // two writes and END_STREAM, no content-length
+      st.write(big.subarray(0, 100_000));
+      st.end(big.subarray(100_000));
+    });
+    const j = JSON.parse(answer);
+    expect(j.path).toBe("/plain/upload");
+    expect(j.bodyLength).toBe(200_000);
+    expect(j.bodySum).toBe((200_000 * 3) % 65521);
+  } finally {
+    sess.close();
+  }
+});
