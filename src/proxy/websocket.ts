@@ -122,6 +122,8 @@ function openUpstream(url: string, headers: Headers, protocols: string[], timeou
       message = (e as ErrorEvent).message ?? "";
     };
     ws.onclose = () => {
+      // Bun's client reports a non-101 answer only in this message (its status is passed on;
+      // should the wording change, the answer counts as a connect error: 502)
       const m = /Expected 101 status code: (\d{3})/.exec(message);
       if (m) settle({ status: Number(m[1]) });
       else settle({ error: new ProxyError("connect_error", `upstream websocket: ${message || "connection failed"}`, { retryable: true }) });
@@ -174,7 +176,7 @@ export async function proxyWebSocket(ex: Exchange, route: CompiledRoute, rt: Run
       return upgradeClient(ex, route, rt, t, r.ws);
     }
     state.inflight--;
-    if ("status" in r) {
+    if ("status" in r && r.status >= 200) {
       // The upstream answered without switching protocols: an application answer.
       const failed = r.status === 502 || r.status === 503 || r.status === 504;
       if (failed) {
@@ -187,7 +189,7 @@ export async function proxyWebSocket(ex: Exchange, route: CompiledRoute, rt: Run
       rt.finish(ex, res);
       return res;
     }
-    const err = r.error;
+    const err = "error" in r ? r.error : new ProxyError("bad_response", `upstream answered the websocket upgrade with HTTP ${r.status}`);
     if (err.code === "client_gone") {
       state.breaker.onAbort(trial);
       hooks.upstreamAttempt(ex, t, "aborted", performance.now() - started, 0, token);
@@ -197,8 +199,11 @@ export async function proxyWebSocket(ex: Exchange, route: CompiledRoute, rt: Run
     state.lastError = err.message;
     hooks.upstreamAttempt(ex, t, "connect_error", performance.now() - started, 0, token);
     lastErr = err;
-    if (attempt >= retry.maxRetries || !retry.retryOnConnectErr) return fail(ex, rt, err);
+    if (err.code !== "connect_error" || attempt >= retry.maxRetries || !retry.retryOnConnectErr) return fail(ex, rt, err);
     hooks.retry(ex, route, "connect_error");
+    const pause = Math.random() * Math.min(retry.backoffBaseMs * 2 ** attempt, retry.backoffMaxMs);
+    if (pause >= 1) await Bun.sleep(pause);
+    if (req.signal.aborted) return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
   }
 }
 
@@ -253,8 +258,8 @@ function toClient(s: WsSession, data: Msg): void {
 
 /** Client → upstream, pausing the client while the upstream socket has a backlog. */
 function toUpstream(s: WsSession, ws: ServerWebSocket<WsSession>, data: Msg): void {
-  if (s.upstreamClosed) return;
   const u = s.upstream;
+  if (s.upstreamClosed || u.readyState !== 1) return; // closing: the message has nowhere to go
   u.send(data);
   if (u.bufferedAmount > HIGH_WATER && s.watch === null) {
     ws.pause();
