@@ -158,6 +158,9 @@ async function main(): Promise<number> {
     });
   else log("info", "config loaded", { file: path, generation: hecate.rt.gen.id });
 
+  // A bug in one request's asynchronous path must not take the other requests down with it.
+  process.on("uncaughtException", (e) => log("error", "uncaught exception", { error: String(e), stack: (e as Error)?.stack }));
+  process.on("unhandledRejection", (e) => log("error", "unhandled rejection", { error: String(e), stack: (e as Error)?.stack }));
   process.on("SIGHUP", () => {
     reload(hecate.rt, "SIGHUP").catch((e: Error) => log("error", "reload failed", { reason: "SIGHUP", error: e.message }));
   });
