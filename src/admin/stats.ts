@@ -249,8 +249,8 @@ export function listenersOf(rt: Runtime, c: Collector, adminHost: string): Liste
   return out;
 }
 
-export function statsDocument(rt: Runtime, adminHost = ""): unknown {
-  const c = collectorFor(rt);
+/** `c`: the request statistics to show (with several workers, their merged collectors). */
+export function statsDocument(rt: Runtime, adminHost = "", c: Collector = collectorFor(rt)): unknown {
   const now = Date.now();
   const nowSec = Math.floor(now / 1000);
   const cc = rt.gen.compiled;

@@ -9,13 +9,30 @@ let queue: string[] = [];
 let scheduled = false;
 const sink = Bun.stdout.writer({ highWaterMark: 1 << 16 });
 
+/**
+ * Where a worker thread's batches go instead of stdout (src/runtime/worker-entry.ts posts them
+ * to the main thread, the one writer of stdout, so lines of several threads never interleave).
+ */
+let redirect: ((text: string) => void) | null = null;
+
+export function redirectLogs(to: ((text: string) => void) | null): void {
+  redirect = to;
+}
+
 function flush(): void {
   scheduled = false;
   if (queue.length === 0) return;
   const text = queue.join("");
   queue = [];
+  if (redirect !== null) return redirect(text);
   sink.write(text);
   sink.flush();
+}
+
+/** Write lines that are already serialised and end with a newline (a worker's batch). */
+export function writeLines(text: string): void {
+  queue.push(text);
+  schedule();
 }
 
 function schedule(): void {

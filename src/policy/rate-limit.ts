@@ -13,6 +13,7 @@ import { prefixMatches } from "../routing/router.ts";
 import { rateSpec, TokenBucket, type RateSpec, type TakeResult } from "./token-bucket.ts";
 import { MemoryRateLimiterStore, acquireStore, type RateLimiterStore } from "./rate-limiter-store.ts";
 import { deny } from "./deny.ts";
+import { sharedStoreFor } from "./shared-store.ts";
 
 export type KeyFn = (ex: Exchange) => string;
 
@@ -107,7 +108,7 @@ export function compileRule(name: string, cfg: RateLimitConfig, ctx: CompileCtx)
   const spec = rateSpec(cfg.rps, cfg.burst);
   if (ctx.sharedStore) return { name, spec, store: ctx.sharedStore(name, spec), keyOf: keyFunction(cfg.key), policyHeader: policyHeaderOf(name, spec) };
   const id = `rule ${name} ${spec.rps} ${spec.burst} ${cfg.key}`;
-  const held = acquireStore(ctx.owner, id, () => new MemoryRateLimiterStore(spec));
+  const held = acquireStore(ctx.owner, id, () => sharedStoreFor(id, spec) ?? new MemoryRateLimiterStore(spec));
   ctx.disposers.push(held.release);
   return { name, spec, store: held.store, keyOf: keyFunction(cfg.key), policyHeader: policyHeaderOf(name, spec) };
 }
@@ -149,7 +150,8 @@ export function pathRateLimitStage(routeRule: RateLimitRule | null, paths: { pre
 /** The global `proxy.limits` bucket (stage 3); shared across reloads while rps/burst are unchanged. */
 export function limitsStage(rps: number, burst: number | undefined, ctx: CompileCtx): Stage {
   const spec = rateSpec(rps, burst);
-  const held = acquireStore(ctx.owner, `limits ${spec.rps} ${spec.burst}`, () => new SingleBucketStore(spec));
+  const limitsId = `limits ${spec.rps} ${spec.burst}`;
+  const held = acquireStore(ctx.owner, limitsId, () => sharedStoreFor(limitsId, spec) ?? new SingleBucketStore(spec));
   ctx.disposers.push(held.release);
   const store = held.store;
   const header = policyHeaderOf("limits", spec);

@@ -170,7 +170,8 @@ function writeCerts(tls: CompiledTls, certFiles: readonly string[]): void {
   }
 }
 
-export function startListeners(rt: Runtime, opts: { reusePort?: boolean } = {}): Listeners {
+/** `admin: false`: public listeners only (a serving worker thread; `adminServer` is then null). */
+export function startListeners(rt: Runtime, opts: { reusePort?: boolean; admin?: boolean } = {}): Listeners {
   const c = rt.gen.compiled;
   const cfg = c.config;
   const tls = c.tls;
@@ -214,8 +215,8 @@ export function startListeners(rt: Runtime, opts: { reusePort?: boolean } = {}):
     }
     setup.altSvc = `h3=":${http3Server.port}"; ma=86400`;
   }
-  let adminServer: Server<unknown>;
-  try {
+  let adminServer: Server<unknown> | null = null;
+  if (opts.admin !== false) try {
     adminServer = serveOrFail("admin.listen", c.adminListen, {
       hostname: c.adminListen.hostname,
       port: c.adminListen.port,
@@ -242,7 +243,7 @@ export function startListeners(rt: Runtime, opts: { reusePort?: boolean } = {}):
       minVersion: tls.minVersion,
       requireClientCert: tls.requireClientCert,
     });
-  log("info", "listening", { listener: "admin", address: `${adminServer.hostname}:${adminServer.port}` });
+  if (adminServer !== null) log("info", "listening", { listener: "admin", address: `${adminServer.hostname}:${adminServer.port}` });
   return {
     get publicServer() {
       return st.tcp;
@@ -250,7 +251,7 @@ export function startListeners(rt: Runtime, opts: { reusePort?: boolean } = {}):
     get http3Server() {
       return st.h3;
     },
-    adminServer,
+    adminServer: adminServer as Server<unknown>,
     tls: isTls,
     async stopAccepting() {
       st.stopped = true;
@@ -260,7 +261,8 @@ export function startListeners(rt: Runtime, opts: { reusePort?: boolean } = {}):
     },
     async stop(force: boolean) {
       st.stopped = true;
-      const all = [st.tcp, adminServer, ...st.retired];
+      const all = [st.tcp, ...st.retired];
+      if (adminServer !== null) all.push(adminServer);
       if (st.h3 !== null) all.push(st.h3);
       await Promise.all(all.map((s) => s.stop(force)));
     },

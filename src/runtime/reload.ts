@@ -58,6 +58,13 @@ function restartKeys(a: Config, b: Config): string[] {
   return RESTART_KEYS.filter((k) => (k === "tls" ? Boolean(a.tls) !== Boolean(b.tls) : at(a, k) !== at(b, k)));
 }
 
+/**
+ * Set when several workers serve (src/runtime/workers.ts): after the main thread swapped in a
+ * new generation, hand it to every worker and resolve once they all serve it, so that a reload
+ * answers only when the whole process has changed. Runs inside the reload queue.
+ */
+export const reloadFanOut: { fn: ((rt: Runtime) => Promise<void>) | null } = { fn: null };
+
 /** The reload in progress (or last finished) per runtime: reloads run one after another. */
 const queue = new WeakMap<Runtime, Promise<unknown>>();
 /** Runtimes being shut down: reloads are refused. */
@@ -125,6 +132,7 @@ async function reloadNow(rt: Runtime, reason: string): Promise<ReloadResult> {
   const changed = [...after.keys()].filter((n) => before.has(n) && before.get(n) !== after.get(n));
   const needsRestart = restartKeys(old.compiled.config, next.config);
   rt.swap(next);
+  if (reloadFanOut.fn !== null) await reloadFanOut.fn(rt);
   rt.lastReload = { at: Date.now(), ok: true, errors: 0 };
   log("info", "reload ok", { reason, generation: rt.gen.id, added, removed, changed, needsRestart });
   hooks.reload(true, rt.gen.id);

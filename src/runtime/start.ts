@@ -26,10 +26,24 @@ export class StartError extends Error {
   }
 }
 
-/** Background services of a runtime (health checks, telemetry…) register here. */
-export const services: { start(rt: Runtime): void | Promise<void>; stop(rt: Runtime): void | Promise<void> }[] = [];
+/**
+ * Background services of a runtime (health checks, telemetry…) register here. With several
+ * workers (src/runtime/workers.ts) a `mainThreadOnly` service runs once, on the main thread
+ * (health checks: one prober per upstream for the whole process); the others run in every
+ * serving worker.
+ */
+export const services: { start(rt: Runtime): void | Promise<void>; stop(rt: Runtime): void | Promise<void>; mainThreadOnly?: boolean }[] = [];
 
 export async function startFromCompiled(compiled: CompiledConfig, registry: UpstreamRegistry, configPath: string | null, opts: { reusePort?: boolean } = {}): Promise<Hecate> {
+  if (compiled.config.proxy.workers !== 1) {
+    // several serving threads sharing the port and one state (SPEC §3.10): see workers.ts
+    const { workerCount, startWithWorkers } = await import("./workers.ts");
+    const n = workerCount(compiled.config.proxy.workers);
+    if (n > 1) {
+      compiled.dispose();
+      return startWithWorkers(compiled.config, compiled.noRouteMessage, configPath, n);
+    }
+  }
   setLogLevel(compiled.config.telemetry.logLevel);
   const rt = new Runtime({ id: 1, compiled, loadedAt: Date.now() }, registry, configPath);
   const listeners = startListeners(rt, opts);

@@ -262,6 +262,8 @@ export function healthCheckerOf(rt: Runtime): HealthChecker | undefined {
 }
 
 services.push({
+  // with several workers, the main thread probes for all of them (shared health state)
+  mainThreadOnly: true,
   start(rt: Runtime) {
     if (checkers.has(rt)) return;
     const hc = new HealthChecker(rt);

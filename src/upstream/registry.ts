@@ -25,20 +25,31 @@ export class UpstreamState {
   }
 }
 
+/**
+ * Makes the breakers and states of a registry whose state is shared by several worker threads
+ * (src/runtime/shared-state.ts); null = the plain classes (one thread).
+ */
+export interface RegistryFactory {
+  breaker(origin: string, settings: BreakerSettings, onChange: BreakerListener): CircuitBreaker;
+  state(url: string, origin: string, breaker: CircuitBreaker): UpstreamState;
+}
+
 export class UpstreamRegistry {
   readonly byUrl = new Map<string, UpstreamState>();
   readonly breakers = new Map<string, CircuitBreaker>();
   onBreakerChange: BreakerListener | undefined;
+  factory: RegistryFactory | null = null;
 
   get(url: string, origin: string, settings: BreakerSettings): UpstreamState {
     let b = this.breakers.get(origin);
     if (!b) {
-      b = new CircuitBreaker(origin, settings, (o, f, t) => this.onBreakerChange?.(o, f, t));
+      const onChange: BreakerListener = (o, f, t) => this.onBreakerChange?.(o, f, t);
+      b = this.factory !== null ? this.factory.breaker(origin, settings, onChange) : new CircuitBreaker(origin, settings, onChange);
       this.breakers.set(origin, b);
     } else b.settings = settings;
     let s = this.byUrl.get(url);
     if (!s) {
-      s = new UpstreamState(url, origin, b);
+      s = this.factory !== null ? this.factory.state(url, origin, b) : new UpstreamState(url, origin, b);
       this.byUrl.set(url, s);
     }
     return s;
