@@ -25,8 +25,29 @@ function flush(): void {
   const text = queue.join("");
   queue = [];
   if (redirect !== null) return redirect(text);
-  sink.write(text);
-  sink.flush();
+  if (stdoutBroken) return;
+  try {
+    sink.write(text);
+    const p = sink.flush();
+    if (p instanceof Promise) p.catch(onStdoutError);
+  } catch (e) {
+    onStdoutError(e);
+  }
+}
+
+/**
+ * stdout went away (EPIPE: the log reader died). A proxy keeps serving without its log: lines
+ * are dropped from then on, and the loss is reported once on stderr.
+ */
+let stdoutBroken = false;
+function onStdoutError(e: unknown): void {
+  if (stdoutBroken) return;
+  stdoutBroken = true;
+  try {
+    process.stderr.write(`hecate: stdout is not writable (${(e as Error).message}); log lines are dropped from now on\n`);
+  } catch {
+    // stderr is gone too
+  }
 }
 
 /** Write lines that are already serialised and end with a newline (a worker's batch). */
