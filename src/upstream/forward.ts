@@ -40,14 +40,18 @@ function backoffMs(r: RetrySettings, retry: number): number {
  * closing — the client's signal fires one macrotask later. A body whose client is gone by
  * then errors instead of closing, so the upstream never receives a complete request that
  * the client was answered 400 for (test/hostile/corpus.test.ts, "request trailers").
+ * `touch` runs per chunk: Bun 1.4.5 does not re-arm a connection's idle timer when request
+ * body bytes arrive, so an upload that is still flowing is cut at `idleTimeout` unless the
+ * timer is re-armed here (test/hostile/slow-clients.test.ts, "slow body").
  */
-function capped(body: ReadableStream<Uint8Array>, cap: number, onOver: () => void, client: AbortSignal): ReadableStream<Uint8Array> {
+function capped(body: ReadableStream<Uint8Array>, cap: number, onOver: () => void, client: AbortSignal, touch: () => void): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let n = 0;
   return new ReadableStream<Uint8Array>(
     {
       async pull(c) {
         const { done, value } = await reader.read();
+        if (!done) touch();
         if (done) {
           await new Promise<void>((r) => setImmediate(r));
           if (client.aborted) return c.error(new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
@@ -96,19 +100,19 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
       if (req.body === null) return rejectFraming(ex, rt, noBody(ex.method));
       if (cl <= retry.retryBufferBytes) {
         try {
-          body = new Uint8Array(await req.arrayBuffer());
+          body = await readBody(req.body, cl, rearmIdle(ex));
         } catch {
           return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
         }
       } else {
-        body = new RetryBody(req.body!, retry.retryBufferBytes);
+        body = new RetryBody(capped(req.body, cl, () => (overCap = true), req.signal, rearmIdle(ex)), retry.retryBufferBytes);
       }
     }
   } else if (chunked || req.body !== null) {
     // HTTP/2 and HTTP/3 bodies need no Content-Length or Transfer-Encoding (END_STREAM ends
     // them): Bun gives such a request a body stream, and a request without a body none.
     if (req.body === null) return rejectFraming(ex, rt, noBody(ex.method));
-    body = new RetryBody(capped(req.body, cap, () => (overCap = true), req.signal), retry.retryBufferBytes);
+    body = new RetryBody(capped(req.body, cap, () => (overCap = true), req.signal, rearmIdle(ex)), retry.retryBufferBytes);
   }
 
   const baseHeaders = upstreamRequestHeaders(ex, route, route.config.auth !== undefined);
@@ -267,6 +271,29 @@ async function sleepBackoff(r: RetrySettings, retryNo: number, deadline: number,
   if (performance.now() + ms >= deadline) return false;
   if (ms >= 1) await Bun.sleep(ms);
   return !signal.aborted && performance.now() < deadline;
+}
+
+/** A Content-Length body read whole (Bun frames it: exactly `cl` bytes or an error), re-arming the idle timer per chunk. */
+async function readBody(src: ReadableStream<Uint8Array>, cl: number, touch: () => void): Promise<Uint8Array> {
+  const out = new Uint8Array(cl);
+  const reader = src.getReader();
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    touch();
+    if (n + value.byteLength > cl) throw new Error("body longer than Content-Length");
+    out.set(value, n);
+    n += value.byteLength;
+  }
+  if (n !== cl) throw new Error("body shorter than Content-Length");
+  return out;
+}
+
+/** Re-arms the client connection's idle timer (as listeners.ts sets it: whole seconds, ≤ 255). */
+function rearmIdle(ex: Exchange): () => void {
+  const sec = Math.min(255, Math.round(ex.gen.compiled.config.proxy.server.idleTimeoutSec));
+  return () => ex.server.timeout(ex.req, sec);
 }
 
 /**
