@@ -25,7 +25,9 @@ if (musl) targets.push({ outfile: "dist/hecate-musl", target: "bun-linux-x64-mus
 mkdirSync(join(root, "dist"), { recursive: true });
 for (const t of targets) {
   const started = performance.now();
-  const cmd = [process.execPath, "build", "--compile", "--minify", ...(t.target ? [`--target=${t.target}`] : []), "src/main.ts", "--outfile", t.outfile];
+  // The worker thread's module is a second entry point (proxy.workers > 1: src/runtime/workers.ts
+  // loads it from /$bunfs/root/runtime/worker-entry.ts, its name relative to src/).
+  const cmd = [process.execPath, "build", "--compile", "--minify", ...(t.target ? [`--target=${t.target}`] : []), "src/main.ts", "src/runtime/worker-entry.ts", "--outfile", t.outfile];
   const r = Bun.spawnSync(cmd, { cwd: root, stdout: "pipe", stderr: "pipe" });
   if (r.exitCode !== 0) {
     process.stderr.write(r.stdout.toString() + r.stderr.toString());

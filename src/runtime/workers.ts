@@ -36,16 +36,15 @@ import { Runtime } from "./runtime.ts";
 import { ListenError, type Listeners } from "./listeners.ts";
 import { services, StartError, type Hecate } from "./start.ts";
 import { closeReloads, reloadFanOut } from "./reload.ts";
-import { createAdminHandler, adminRoute, setDraining, json, text } from "../admin/server.ts";
-import { debugVars } from "../admin/debug.ts";
-import { Collector, RouteSeries, WINDOW, BINS, collectorFor, statsDocument } from "../admin/stats.ts";
-import { contentType, exposition, metricsJson } from "../observability/metrics.ts";
+import { createAdminHandler, setDraining } from "../admin/server.ts";
+import { controls } from "./workers-admin.ts";
 import { hooks } from "../pipeline/hooks.ts";
 import { log, setLogLevel, flushLogs, writeLines } from "../observability/log.ts";
 import { writeSelfSigned } from "../tls/write-self-signed.ts";
 import { SharedState, createSharedBuffers } from "./shared-state.ts";
 import { createSharedRateTable } from "../policy/shared-store.ts";
 import type { CollectorData, FromWorker, GenerationMessage, ToWorker } from "./worker-entry.ts";
+export { mergeCollectors } from "./workers-admin.ts";
 
 /** How long a reload waits for every worker to serve the new generation. */
 const RELOAD_ACK_MS = 10_000;
@@ -71,7 +70,7 @@ function workerEntry(): string {
   return new URL("./worker-entry.ts", import.meta.url).href;
 }
 
-class WorkerSlot {
+export class WorkerSlot {
   worker: Worker | null = null;
   ready = false;
   /** Deaths since the last start that lasted long enough. */
@@ -83,7 +82,7 @@ class WorkerSlot {
   constructor(readonly id: number) {}
 }
 
-class Control {
+export class Control {
   readonly slots: WorkerSlot[] = [];
   stopping = false;
   port = 0;
@@ -155,7 +154,14 @@ class Control {
       w.addEventListener("error", (ev: Event) => {
         const e = ev as ErrorEvent;
         slot.lastError = e.message || String(e.error ?? "uncaught exception");
-        fail(new Error(`worker ${slot.id} failed while starting: ${slot.lastError}`));
+        const missing = slot.lastError.includes("ModuleNotFound") && this.entry.includes("/$bunfs/");
+        fail(
+          new Error(
+            missing
+              ? `this executable has no worker module (build it with \`bun run build\`, which passes src/runtime/worker-entry.ts as a second entry point): ${slot.lastError}`
+              : `worker ${slot.id} failed while starting: ${slot.lastError}`,
+          ),
+        );
       });
       w.addEventListener("close", () => {
         if (!settled) return fail(new Error(`worker ${slot.id} exited while starting${slot.lastError ? `: ${slot.lastError}` : ""}`));
@@ -307,9 +313,6 @@ class Control {
   }
 }
 
-/** The control plane of each runtime started with workers (admin handlers look it up). */
-const controls = new WeakMap<Runtime, Control>();
-
 /**
  * Start `n` serving workers with `config` (already validated; compiled again here with shared
  * state). Throws StartError / ListenError like a single-thread start.
@@ -445,93 +448,3 @@ function bindAdmin(rt: Runtime): Server<unknown> | ListenError {
     return new ListenError("admin.listen", addr.text, `admin.listen: cannot listen on ${JSON.stringify(addr.text)}: ${why}`);
   }
 }
-
-// --- one exposition for the whole process ------------------------------------------------
-
-/** Merge the workers' request statistics into one collector (seconds that match add up). */
-export function mergeCollectors(since: number, parts: CollectorData[]): Collector {
-  const out = new Collector();
-  (out as { since: number }).since = since;
-  for (const p of parts) {
-    if (out.publicPort === 0) out.publicPort = p.publicPort;
-    for (const [k, v] of p.protocols) out.protocols.set(k, (out.protocols.get(k) ?? 0) + v);
-    for (const [name, s] of p.routes) {
-      let m = out.routes.get(name);
-      if (m === undefined) out.routes.set(name, (m = new RouteSeries()));
-      for (let i = 0; i < WINDOW; i++) {
-        const st = s.stamp[i]!;
-        if (st < 0 || st < m.stamp[i]!) continue;
-        if (st > m.stamp[i]!) {
-          m.stamp[i] = st;
-          m.count[i] = 0;
-          m.errors[i] = 0;
-          m.denied[i] = 0;
-          m.hist.fill(0, i * BINS, i * BINS + BINS);
-        }
-        m.count[i]! += s.count[i]!;
-        m.errors[i]! += s.errors[i]!;
-        m.denied[i]! += s.denied[i]!;
-        for (let b = i * BINS; b < i * BINS + BINS; b++) m.hist[b]! += s.hist[b]!;
-      }
-      m.total += s.total;
-      m.totalErrors += s.totalErrors;
-      m.totalDenied += s.totalDenied;
-      m.last = Math.max(m.last, s.last);
-    }
-  }
-  return out;
-}
-
-const METRICS_HEADERS = { "content-type": contentType };
-const NO_STORE = { "content-type": "application/json", "cache-control": "no-store" };
-
-adminRoute("/metrics", {
-  GET: async (_req, rt) => {
-    const ctl = controls.get(rt);
-    if (ctl === undefined) return new Response(await exposition(rt), { headers: METRICS_HEADERS });
-    const [own, parts] = await Promise.all([metricsJson(rt), ctl.collect()]);
-    const merged = AggregatorRegistry.aggregate([own, ...parts.metrics] as never);
-    return new Response(await merged.metrics(), { headers: METRICS_HEADERS });
-  },
-});
-
-adminRoute("/admin/stats", {
-  GET: async (req, rt) => {
-    const ctl = controls.get(rt);
-    const host = req.headers.get("host") ?? "";
-    const doc = ctl === undefined ? statsDocument(rt, host) : statsDocument(rt, host, mergeCollectors(collectorFor(rt).since, (await ctl.collect()).stats));
-    return json(doc, 200, NO_STORE);
-  },
-});
-
-adminRoute("/debug/vars", {
-  GET: async (_req, rt) => {
-    const ctl = controls.get(rt);
-    if (ctl === undefined) return debugVars(rt);
-    await ctl.sync();
-    const res = debugVars(rt);
-    const body = (await res.json()) as Record<string, unknown>;
-    body.workers = ctl.slots.map((s) => ({
-      id: s.id,
-      running: s.ready,
-      requests: ctl.shared.workerRequests(s.id),
-      inflight: ctl.shared.workerInflight(s.id),
-      restarts: s.restarts,
-    }));
-    return json(body);
-  },
-});
-
-if (process.env.HECATE_DEBUG_WORKER === "1")
-  // Debug only: make worker N throw an uncaught exception (to see it restarted).
-  adminRoute("/debug/worker-crash", {
-    POST: async (req, rt) => {
-      const ctl = controls.get(rt);
-      if (ctl === undefined) return text("not running with several workers", 404);
-      const id = Number((await req.text()).trim());
-      const slot = ctl.slots.find((s) => s.id === id);
-      if (slot === undefined || slot.worker === null) return text(`no running worker ${JSON.stringify(id)}`, 400);
-      ctl.post(slot, { t: "crash" });
-      return json({ crashed: id });
-    },
-  });

@@ -68,7 +68,7 @@ function oneConnection(host: string, port: number) {
   let buf = Buffer.alloc(0);
   let waiter: (() => void) | null = null;
   sock.on("data", (d) => {
-    buf = Buffer.concat([buf, d]);
+    buf = Buffer.concat([buf, d as Buffer]);
     waiter?.();
   });
   const ready = new Promise<void>((r) => sock.once("connect", () => r()));

@@ -16,7 +16,10 @@ const base = () => [
 ];
 
 beforeAll(async () => {
-  a = startUpstream(() => new Response("from a"));
+  a = startUpstream(async (req) => {
+    if (new URL(req.url).pathname === "/slow") await Bun.sleep(800);
+    return new Response("from a");
+  });
   b = startUpstream(() => new Response("from b"));
   hx = await startWorkers(config(base()));
 });
@@ -125,11 +128,18 @@ test("an invalid reload changes nothing in any worker", async () => {
   expect(res.every((x) => x.status === 200 && x.body === "from b")).toBe(true);
 });
 
-test("SIGTERM: every worker drains and stops, the process exits 0", async () => {
-  const code = await until(async () => {
-    await hx.h.stop();
-    return hx.h.proc.exitCode ?? undefined;
-  }, "exit");
+test("SIGTERM: every worker drains, finishes its in-flight requests and stops; the process exits 0", async () => {
+  // requests in flight in the workers when the signal comes
+  const slow = many(`${hx.url}/slow`, 6, {}, 6);
+  const v = await until(async () => {
+    const x = await hx.vars();
+    return x.inflight === 6 ? x : undefined;
+  }, "6 requests in flight");
+  expect(v.workers.reduce((n, w) => n + w.inflight, 0)).toBe(6);
+  hx.h.proc.kill("SIGTERM");
+  const done = await slow;
+  expect(done.map((r) => `${r.status} ${r.body}`)).toEqual(done.map(() => "200 from a"));
+  const code = await hx.h.exited();
   expect(code).toBe(0);
   expect(hx.h.lines.some((l) => l.msg === "stopped")).toBe(true);
   expect(hx.h.lines.some((l) => l.msg === "worker died")).toBe(false);
