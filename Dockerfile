@@ -19,7 +19,8 @@ RUN bun install --production --ignore-scripts
 COPY src ./src
 # x64 by default; on an arm64 builder: --build-arg BUN_TARGET=bun-linux-arm64-musl
 ARG BUN_TARGET=bun-linux-x64-musl
-RUN bun build --compile --minify --target=${BUN_TARGET} src/main.ts --outfile /out/hecate \
+# src/runtime/worker-entry.ts: the worker threads' module (proxy.workers > 1), a second entry point
+RUN bun build --compile --minify --target=${BUN_TARGET} src/main.ts src/runtime/worker-entry.ts --outfile /out/hecate \
  && /out/hecate --version
 
 # --- run ----------------------------------------------------------------------------------------

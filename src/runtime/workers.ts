@@ -197,7 +197,7 @@ export class Control {
     this.spawn(slot, this.port).then(
       () => {
         slot.restarts++;
-        log("info", "worker restarted", { worker: slot.id, restarts: slot.restarts, generation: this.rt.gen.id });
+        if (!this.stopping) log("info", "worker restarted", { worker: slot.id, restarts: slot.restarts, generation: this.rt.gen.id });
       },
       (e: Error) => {
         log("error", "worker restart failed", { worker: slot.id, error: e.message });
@@ -253,6 +253,8 @@ export class Control {
     }
     const g = this.generationMessage();
     this.shared.generation = g.id;
+    // a worker still starting gets it after its init (messages are handled in order)
+    for (const s of this.slots) if (s.worker !== null && !s.ready) this.post(s, { t: "generation", gen: g });
     const acks = await this.gather({ t: "generation", gen: g }, (m) => (m.t === "ack" && m.generation >= g.id ? m.errors : undefined), RELOAD_ACK_MS);
     const missing = this.slots.filter((s) => s.ready && !acks.has(s.id)).map((s) => s.id);
     if (missing.length > 0) log("warn", "workers did not confirm the reload in time", { generation: g.id, workers: missing });
