@@ -21,7 +21,7 @@
 import { CircuitBreaker, type BreakerSettings, type BreakerListener, type BreakerState } from "../upstream/breaker.ts";
 import { UpstreamState, type UpstreamRegistry } from "../upstream/registry.ts";
 import type { Runtime } from "./runtime.ts";
-import type { SharedRateTableInit } from "../policy/shared-store.ts";
+import { lockSlot, type SharedRateTableInit } from "../policy/shared-store.ts";
 import { log } from "../observability/log.ts";
 
 export const URL_SLOTS = 4096;
@@ -83,18 +83,9 @@ export interface SlotMaps {
   origins: [string, number][];
 }
 
-const LOCK_STEAL_SPINS = 50_000_000;
-
+/** A breaker slot's lock (the waiting policy is lockSlot's, policy/shared-store.ts). */
 function lock(a: Int32Array, i: number): void {
-  if (Atomics.compareExchange(a, i, 0, 1) === 0) return;
-  let spins = 0;
-  while (Atomics.compareExchange(a, i, 0, 1) !== 0) {
-    if (++spins > LOCK_STEAL_SPINS) {
-      log("error", "breaker: a lock was held too long (a worker died holding it?); taking it over", {});
-      Atomics.store(a, i, 1);
-      return;
-    }
-  }
+  if (Atomics.compareExchange(a, i, 0, 1) !== 0) lockSlot(a, i, "breaker");
 }
 
 function unlock(a: Int32Array, i: number): void {

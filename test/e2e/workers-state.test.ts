@@ -176,3 +176,14 @@ test("two threads failing requests on one shared breaker open it exactly once", 
   expect(x.state).toBe("open");
   expect(y.state).toBe("open");
 });
+
+test("a lock left held (its thread died inside the critical section) is taken over after 2 s", () => {
+  const init = createSharedRateTable(1);
+  new Int32Array(init.locks).fill(1); // held by nobody alive
+  const store = new SharedRateLimiterStore(new SharedRateTable(init), "rule r", rateSpec(1, 1));
+  const t0 = performance.now();
+  expect(store.take("k", 10).ok).toBe(true);
+  expect(performance.now() - t0).toBeGreaterThanOrEqual(2000);
+  // and it was released again
+  expect(store.take("k", 10).ok).toBe(false);
+});
