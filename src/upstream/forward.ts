@@ -290,10 +290,24 @@ async function readBody(src: ReadableStream<Uint8Array>, cl: number, touch: () =
   return out;
 }
 
-/** Re-arms the client connection's idle timer (as listeners.ts sets it: whole seconds, ≤ 255). */
+const NOOP = () => {};
+
+/**
+ * Re-arms the client connection's idle timer. Bun's timer ticks every 4 s, so a re-arm to N s
+ * fires after N−4 to N s: one tick more keeps a body whose gaps stay under idleTimeoutSec from
+ * being cut (an idle one is cut after idleTimeoutSec to idleTimeoutSec + 4 s).
+ */
 function rearmIdle(ex: Exchange): () => void {
-  const sec = Math.min(255, Math.round(ex.gen.compiled.config.proxy.server.idleTimeoutSec));
-  return () => ex.server.timeout(ex.req, sec);
+  const s = Math.round(ex.gen.compiled.config.proxy.server.idleTimeoutSec);
+  if (s <= 0) return NOOP;
+  const sec = Math.min(255, s + 4);
+  return () => {
+    try {
+      ex.server.timeout(ex.req, sec);
+    } catch {
+      // a listener without per-request timers
+    }
+  };
 }
 
 /**
@@ -369,6 +383,11 @@ async function respondBuffered(ex: Exchange, rt: Runtime, r: UpstreamResponse, h
   const buf = new Uint8Array(cl);
   let n = 0;
   const reader = r.body!.getReader();
+  // An upstream that stalls mid-body would hold this exchange (and its connection) forever:
+  // when the client goes (Bun closes it at idleTimeout, no byte having been sent), stop reading.
+  const signal = ex.req.signal;
+  const onClientGone = () => void reader.cancel().catch(() => {});
+  signal.addEventListener("abort", onClientGone);
   try {
     for (;;) {
       const { done, value } = await reader.read();
@@ -379,12 +398,14 @@ async function respondBuffered(ex: Exchange, rt: Runtime, r: UpstreamResponse, h
     }
     if (n !== cl) throw new Error(`upstream body truncated (${n} of ${cl} bytes)`);
   } catch (e) {
+    signal.removeEventListener("abort", onClientGone);
     reader.cancel().catch(() => {});
     state.inflight--;
     state.lastError = `body: ${(e as Error).message}`;
     if (ex.req.signal.aborted) return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
     return fail(ex, rt, new ProxyError("bad_response", "bad response from upstream", { cause: e }));
   }
+  signal.removeEventListener("abort", onClientGone);
   state.inflight--;
   ex.bytes = cl;
   const res = new Response(buf, { status: r.status, statusText: r.statusText, headers: h });
