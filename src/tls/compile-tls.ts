@@ -6,6 +6,7 @@
 //   certificate covers. It is the first pair. Every name of every certificate (its DNS
 //   SubjectAltNames, else its CN) gets an entry; a name claimed by two pairs goes to the first.
 // - minVersion "1.3": Bun's floor is TLS 1.2; `secureOptions: SSL_OP_NO_TLSv1_2` removes 1.2.
+// - TLS 1.2 cipher suites: ECDHE + AEAD only (TLS12_CIPHERS), on every context.
 // - mTLS: requireClientCert → `requestCert` + `rejectUnauthorized` + `ca` on every entry (the
 //   verify mode comes from the context the connection started on, so all entries must agree).
 //   clientCAFile alone ("verify a certificate if one is presented, accept none"): Bun.serve
@@ -27,6 +28,21 @@ import { generateSelfSigned } from "./self-signed.ts";
 
 /** OpenSSL/BoringSSL SSL_OP_NO_TLSv1_2 (BUN-NOTES: forbids TLS 1.2 on Bun.serve). */
 const SSL_OP_NO_TLSv1_2 = 0x08000000;
+
+/**
+ * TLS 1.2 cipher suites: ECDHE key exchange with AEAD ciphers only (Mozilla "intermediate").
+ * Bun's default list also offers static-RSA key exchange (no forward secrecy: AES128-GCM-SHA256,
+ * AES128-SHA…) and CBC suites (ECDHE-RSA-AES128-SHA…), which testssl.sh flags as LUCKY13
+ * (bench/testssl.sh). TLS 1.3 suites are not affected by this list.
+ */
+export const TLS12_CIPHERS = [
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
 
 export interface TlsPair {
   certPath: string;
@@ -196,7 +212,7 @@ export async function compileTls(config: Config, errors: ConfigError[]): Promise
   if (errors.length > before) return null;
 
   const require = t.requireClientCert && ca !== undefined;
-  const common: TLSOptions = {};
+  const common: TLSOptions = { ciphers: TLS12_CIPHERS };
   if (require) {
     common.ca = ca;
     common.requestCert = true;
