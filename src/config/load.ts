@@ -114,7 +114,10 @@ function dropNulls(x: unknown): unknown {
   if (Array.isArray(x)) return x.map(dropNulls);
   if (x === null || typeof x !== "object") return x;
   const out: Record<string, unknown> = {};
-  for (const [k, val] of Object.entries(x)) if (val !== null && val !== undefined) out[k] = dropNulls(val);
+  // defineProperty, not `out[k] =`: a `__proto__` key must stay a key (and be reported as unknown),
+  // not become the prototype that valibot would read inherited keys from
+  for (const [k, val] of Object.entries(x))
+    if (val !== null && val !== undefined) Object.defineProperty(out, k, { value: dropNulls(val), enumerable: true, writable: true, configurable: true });
   return out;
 }
 
@@ -250,7 +253,8 @@ function findUnknownKeys(schema: AnySchema, value: unknown, path: (string | numb
       const entries = schema.entries!;
       const rec = value as Record<string, unknown>;
       for (const key of Object.keys(rec)) {
-        const sub = entries[key];
+        // own keys only: `constructor`, `toString`, `__proto__` are not config keys
+        const sub = Object.hasOwn(entries, key) ? entries[key] : undefined;
         if (sub) findUnknownKeys(sub, rec[key], [...path, key], errors, (nv) => (rec[key] = nv));
         else {
           const guess = closest(key, Object.keys(entries));
