@@ -12,13 +12,15 @@
 //   close. Roughly half of those streams had reached Hecate's handler before their
 //   RST_STREAM was read and were forwarded; each is cancelled upstream as soon as Bun reports
 //   the reset (asserted: no upstream request is left open). Memory stays flat over repeats;
-// - CONTINUATION flood: GOAWAY(ENHANCE_YOUR_CALM, last stream 0) after 32 CONTINUATION frames
-//   or a header block over ~32 KiB, whichever comes first; nothing is forwarded;
+// - CONTINUATION flood: GOAWAY(ENHANCE_YOUR_CALM, last stream 0) at the 33rd CONTINUATION
+//   frame or a header block over ~32 KiB, whichever comes first; nothing is forwarded. A
+//   header list over 16 KiB in a legal sequence gets 431 from Bun itself;
 // - flow control: DATA never exceeds the client's windows (a 1,000-byte initial window, 1 MiB
 //   response); a client that stops opening its window stops the upstream read after a bounded
-//   amount (kernel socket buffers, ~6 MiB measured) and still gets every byte afterwards; an
+//   amount (kernel socket buffers, 6–9 MiB measured) and still gets every byte afterwards; an
 //   upload to an upstream that stops reading closes the client's send window after a bounded
-//   amount; window overflow and zero increments get the RFC 9113 §6.9 errors.
+//   amount; window overflow and zero increments get the RFC 9113 §6.9 errors;
+// - TLS 1.2 suites: ECDHE + AEAD only (src/tls/compile-tls.ts; bench/testssl.sh scans fully).
 //
 // Raw frames come from test/helpers/h2-frames.ts. Rapid-reset memory is measured on a Hecate
 // child process (its RSS is its own); everything else runs in-process on port 0. The longer
@@ -55,7 +57,7 @@ const root = join(import.meta.dir, "..", "..");
 
 /** 1 MiB with a position-dependent pattern (reordering or loss would show). */
 const MIB_BODY = Buffer.from(Array.from({ length: MiB }, (_, i) => (i * 7 + (i >> 12)) & 0xff));
-const STREAM_TOTAL = 32 * MiB;
+const STREAM_TOTAL = 64 * MiB;
 let streamPulled = 0;
 /** Upstream requests of the rapid-reset paths that have not finished (answered or cancelled). */
 let rrOpen = 0;
@@ -521,7 +523,7 @@ test("flow control: a client that stops opening its window stops the upstream re
     }
     console.log(`stalled client: upstream read stopped at ${((streamPulled - before) / MiB).toFixed(2)} MiB of ${STREAM_TOTAL / MiB} MiB`);
     expect(s.dataBytes).toBe(1000);
-    expect(streamPulled - before).toBeLessThan(16 * MiB);
+    expect(streamPulled - before).toBeLessThan(24 * MiB); // measured 5.6–8.9 MiB
     // open the window: the rest arrives, byte-exact
     c.write(windowUpdateFrame(id, 0x7fffffff - 1000));
     await c.until(() => s.ended || s.reset !== null || c.closed, 20_000, "the whole stream");
