@@ -11,7 +11,7 @@ import { hooks } from "./hooks.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "../proxy/websocket.ts";
 
 /** Host header value: reg-name or IP literal, optional port. */
-const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]+)(?::\d{0,5})?$/;
+export const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]+)(?::\d{0,5})?$/;
 
 /** Bun rejects request heads above ~64 KiB itself (431); below that we count. */
 const BUN_HEADER_LIMIT = 65536;

@@ -5,18 +5,26 @@ import type { CompiledRoute, StickySettings } from "../config/compile.ts";
 import type { UpstreamTarget } from "./target.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 
-/** Value of cookie `name` in a Cookie header, or "" (names are case-sensitive). */
+/**
+ * Value of cookie `name` in a Cookie header, or "" (names are case-sensitive). Reads pairs as
+ * the rate limiter's cookieValue does (test/fuzz/cookie.test.ts holds both to one reference):
+ * pieces end at ";" or "," (joined Cookie fields), and a piece without "=" hides nothing.
+ */
 export function getCookie(header: string | null, name: string): string {
   if (header === null) return "";
+  const n = header.length;
   let i = 0;
-  while (i < header.length) {
-    while (header.charCodeAt(i) === 32 || header.charCodeAt(i) === 59) i++;
-    const eq = header.indexOf("=", i);
-    if (eq < 0) return "";
-    let end = header.indexOf(";", eq);
-    if (end < 0) end = header.length;
-    if (eq - i === name.length && header.startsWith(name, i)) {
-      let v = header.slice(eq + 1, end).trim();
+  while (i < n) {
+    let c = header.charCodeAt(i);
+    while (i < n && (c === 32 || c === 9 || c === 59 || c === 44)) c = header.charCodeAt(++i);
+    let end = i;
+    while (end < n) {
+      const d = header.charCodeAt(end);
+      if (d === 59 || d === 44) break;
+      end++;
+    }
+    if (header.charCodeAt(i + name.length) === 61 /* = */ && header.startsWith(name, i)) {
+      let v = header.slice(i + name.length + 1, end).trim();
       if (v.length >= 2 && v.charCodeAt(0) === 34 && v.charCodeAt(v.length - 1) === 34) v = v.slice(1, -1);
       return v;
     }
