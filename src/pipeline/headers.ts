@@ -36,6 +36,8 @@ for (const name of [...DROP_REQUEST, "content-length"]) {
 const HOP_RESPONSE = ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._~:+/=-]{1,128}$/;
+/** RFC 9110 §5.6.2 token, lower case (connectionTokens lower-cases). */
+const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 
 /** The client's X-Request-Id when well-formed, else a fresh UUIDv7. */
 export function requestIdOf(req: Request): string {
@@ -126,7 +128,8 @@ export function stripResponseHopHeaders(h: Headers): void {
   const conn = h.get("connection");
   if (conn !== null) {
     const listed = connectionTokens(conn);
-    if (listed) for (const n of listed) h.delete(n);
+    // only field names: Headers.delete throws on anything else (an upstream's `Connection: a b`)
+    if (listed) for (const n of listed) if (FIELD_NAME.test(n)) h.delete(n);
   }
   for (let i = 0; i < HOP_RESPONSE.length; i++) h.delete(HOP_RESPONSE[i]!);
 }

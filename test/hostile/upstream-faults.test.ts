@@ -132,6 +132,11 @@ const FAULTS: Fault[] = [
     want: { body: "until the end\n" },
   },
   { name: "reset right after the headers of a chunked body", act: (s) => thenEnd(s, head(["HTTP/1.1 200 OK", "transfer-encoding: chunked"]), "reset"), want: { cut: true } },
+  {
+    name: "Connection naming something that is not a field name",
+    act: (s) => s.write(head(["HTTP/1.1 200 OK", "connection: x y, ;", "x-y: 1", "content-length: 5"]) + "fine\n"),
+    want: { body: OK_BODY },
+  },
   { name: "never answers (per-try timeout)", act: () => {}, want: { status: 504 } },
 ];
 
