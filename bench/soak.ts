@@ -195,7 +195,7 @@ proc.kill("SIGTERM");
 const code = await proc.exited;
 stable.stop(true);
 flaky.stop(true);
-flap?.stop(true);
+(flap as ReturnType<typeof Bun.serve> | null)?.stop(true);
 
 // least-squares slope of RSS (MiB) over time (min) after warm-up
 const pts = rss.filter(([t]) => t >= WARMUP_SEC);
