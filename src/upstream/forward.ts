@@ -44,7 +44,7 @@ function backoffMs(r: RetrySettings, retry: number): number {
  * body bytes arrive, so an upload that is still flowing is cut at `idleTimeout` unless the
  * timer is re-armed here (test/hostile/slow-clients.test.ts, "slow body").
  */
-function capped(body: ReadableStream<Uint8Array>, cap: number, onOver: () => void, client: AbortSignal, touch: () => void): ReadableStream<Uint8Array> {
+function capped(body: ReadableStream<Uint8Array>, cap: number, onOver: () => void, client: AbortSignal, touch: () => void, onEnd: () => void): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let n = 0;
   return new ReadableStream<Uint8Array>(
@@ -55,6 +55,7 @@ function capped(body: ReadableStream<Uint8Array>, cap: number, onOver: () => voi
         if (done) {
           await new Promise<void>((r) => setImmediate(r));
           if (client.aborted) return c.error(new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+          onEnd();
           return c.close();
         }
         n += value.byteLength;
@@ -89,6 +90,19 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
   // was read of it fits retryBufferBytes (or nothing was read: a connect error).
   let body: RetryBody | Uint8Array | null = null;
   let overCap = false;
+  // The per-try and route timeouts bound the time to response headers counted from the end of
+  // the request body, as Envoy's do: a client that uploads slowly is not an upstream timing
+  // out (and must not open its breaker). A streamed body arms them when it ends.
+  let bodyEnded = true;
+  let deadline = Infinity;
+  let onBodyEnd: (() => void) | null = null;
+  const ended = () => {
+    bodyEnded = true;
+    if (route.timeoutMs > 0) deadline = performance.now() + route.timeoutMs;
+    const f = onBodyEnd;
+    onBodyEnd = null;
+    f?.();
+  };
   const clRaw = req.headers.get("content-length");
   const chunked = req.headers.has("transfer-encoding");
   if (clRaw !== null && !chunked) {
@@ -105,19 +119,21 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
           return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
         }
       } else {
-        body = new RetryBody(capped(req.body, cl, () => (overCap = true), req.signal, rearmIdle(ex)), retry.retryBufferBytes);
+        bodyEnded = false;
+        body = new RetryBody(capped(req.body, cl, () => (overCap = true), req.signal, rearmIdle(ex), ended), retry.retryBufferBytes);
       }
     }
   } else if (chunked || req.body !== null) {
     // HTTP/2 and HTTP/3 bodies need no Content-Length or Transfer-Encoding (END_STREAM ends
     // them): Bun gives such a request a body stream, and a request without a body none.
     if (req.body === null) return rejectFraming(ex, rt, noBody(ex.method));
-    body = new RetryBody(capped(req.body, cap, () => (overCap = true), req.signal, rearmIdle(ex)), retry.retryBufferBytes);
+    bodyEnded = false;
+    body = new RetryBody(capped(req.body, cap, () => (overCap = true), req.signal, rearmIdle(ex), ended), retry.retryBufferBytes);
   }
 
   const baseHeaders = upstreamRequestHeaders(ex, route, route.config.auth !== undefined);
   const idempotent = IDEMPOTENT.has(ex.method) || req.headers.has("idempotency-key");
-  const deadline = route.timeoutMs > 0 ? ex.start + route.timeoutMs : Infinity;
+  if (bodyEnded && route.timeoutMs > 0) deadline = (body === null ? ex.start : performance.now()) + route.timeoutMs;
   const clientSignal = req.signal;
   const replayable = () => !(body instanceof RetryBody) || body.replayable;
 
@@ -158,8 +174,19 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
     const onClientAbort = () => ctrl.abort(new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
     clientSignal.addEventListener("abort", onClientAbort);
     let timer: Timer | undefined;
-    if (budget !== Infinity)
-      timer = setTimeout(() => ctrl.abort(new ProxyError("timeout", "upstream timed out", { source: "upstream" })), budget);
+    const timedOut = () => ctrl.abort(new ProxyError("timeout", "upstream timed out", { source: "upstream" }));
+    if (bodyEnded) {
+      if (budget !== Infinity) timer = setTimeout(timedOut, budget);
+    } else
+      onBodyEnd = () => {
+        let b = retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : Infinity;
+        const left = deadline - performance.now();
+        if (deadline !== Infinity && left <= b) {
+          b = Math.max(0, left);
+          routeBound = true;
+        }
+        if (b !== Infinity) timer = setTimeout(timedOut, b);
+      };
 
     const headers = baseHeaders.slice();
     headers.push("x-hecate-retry-attempt", String(attempt));
@@ -185,6 +212,7 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
       err = e instanceof ProxyError ? e : new ProxyError("upstream_reset", `upstream error: ${(e as Error).message}`, { cause: e });
       if (ctrl.signal.aborted && ctrl.signal.reason instanceof ProxyError) err = ctrl.signal.reason;
     }
+    onBodyEnd = null;
     if (timer !== undefined) clearTimeout(timer);
     clientSignal.removeEventListener("abort", onClientAbort);
     const nowMs = Date.now();
