@@ -1,8 +1,13 @@
 // Runs one hostile case (cases.ts) against a Hecate + recording upstream pair and returns the
 // list of broken promises (empty = pass). Shared by the TCP and TLS corpus tests.
-import type { Hecate } from "../helpers/hecate.ts";
+import { oneRoute, type Hecate } from "../helpers/hecate.ts";
 import type { HostileCase, UpMatch } from "./cases.ts";
 import { parseResponses, rawRequest, until, type RecordingUpstream, type WireRequest, type WireResponse } from "./wire.ts";
+
+/** The corpus's Hecate: one any-host route, small caps so that 413/431 are reachable. */
+export function corpusConfig(upstreamUrl: string): Record<string, any> {
+  return oneRoute([upstreamUrl], {}, { limits: { bodyBytesCap: 1_000_000, headerBytesCap: 16_384 }, retry: { maxRetries: 0 } });
+}
 
 export interface CorpusEnv {
   h: Hecate;

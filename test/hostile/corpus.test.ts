@@ -2,18 +2,13 @@
 // every case of cases.ts as raw bytes to an in-process Hecate whose upstream records the raw
 // bytes it receives. See cases.ts for the contract each case is held to.
 import { describe, test, expect, beforeAll, afterAll } from "bun:test";
-import { startHecate, oneRoute, type Hecate } from "../helpers/hecate.ts";
+import { startHecate, type Hecate } from "../helpers/hecate.ts";
 import { FetchTransport } from "../../src/upstream/fetch-transport.ts";
 import { H1Transport } from "../../src/upstream/h1/transport.ts";
 import type { UpstreamTransport } from "../../src/upstream/transport.ts";
 import { CASES } from "./cases.ts";
-import { runCase, type CorpusEnv } from "./corpus-runner.ts";
+import { corpusConfig, runCase, type CorpusEnv } from "./corpus-runner.ts";
 import { recordingUpstream, rawRequest, parseResponses, until, type RecordingUpstream } from "./wire.ts";
-
-/** The corpus's Hecate: one any-host route, small caps so that 413/431 are reachable. */
-export function corpusConfig(upstreamUrl: string): Record<string, any> {
-  return oneRoute([upstreamUrl], {}, { limits: { bodyBytesCap: 1_000_000, headerBytesCap: 16_384 }, retry: { maxRetries: 0 } });
-}
 
 test("the corpus has at least 60 cases, each naming its RFC clause", () => {
   expect(CASES.length).toBeGreaterThanOrEqual(60);
