@@ -25,7 +25,7 @@ export { H1Tunnel, type TunnelHandlers } from "./tunnel.ts";
 export interface H1TransportOptions extends PoolOptions {
   /** Largest response head (and trailer section) accepted, bytes. Default 65536. */
   maxHeaderBytes?: number;
-  /** Response bytes buffered in the body stream before the socket is paused. Default 262144. */
+  /** Response bytes buffered in the body stream before the socket is paused. Default 65536 (a slow client holds little memory). */
   bodyHighWaterMark?: number;
 }
 
@@ -707,7 +707,7 @@ export class H1Transport implements UpstreamTransport {
 
   constructor(opts: H1TransportOptions = {}) {
     this.maxHeaderBytes = opts.maxHeaderBytes ?? 64 * 1024;
-    this.bodyStrategy = { highWaterMark: opts.bodyHighWaterMark ?? 256 * 1024, size: chunkSize };
+    this.bodyStrategy = { highWaterMark: opts.bodyHighWaterMark ?? 64 * 1024, size: chunkSize };
     this.pool = new ConnPool<Conn, Exchange>(opts);
   }
 
