@@ -385,6 +385,13 @@ function installHooks(): void {
     const prev = prevAttemptStart(ex, t, attempt, headers);
     const server = ex.span as Span | null;
     if (server === null) return prev;
+    if (!server.isRecording()) {
+      // Not sampled: no CLIENT span (it would not be exported either); propagate the trace
+      // context straight from the SERVER span — the cheap path for most requests at low ratios.
+      const sc = server.spanContext();
+      setFlat(headers, "traceparent", `00-${sc.traceId}-${sc.spanId}-${(sc.traceFlags & 0xff).toString(16).padStart(2, "0")}`);
+      return prev;
+    }
     const tr = tracingOf(ex);
     if (tr === undefined) return prev;
     return new AttemptToken(prev, tr.startClient(ex, server, t, attempt, headers));
