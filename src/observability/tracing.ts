@@ -19,6 +19,7 @@ import {
   ParentBasedSampler,
   TraceIdRatioBasedSampler,
   TracerProvider,
+  SamplingDecision,
   type ReadableSpan,
   type Sampler,
   type SamplingResult,
@@ -188,6 +189,13 @@ class ReportingExporter implements SpanExporter {
 }
 
 /** Parent-based ratio sampling whose ratio a reload can change. */
+const idBytes = new Uint8Array(24);
+/** 48 hex digits: a 16-byte trace id then an 8-byte span id (never all zero in practice). */
+function randomIds(): string {
+  crypto.getRandomValues(idBytes);
+  return Buffer.from(idBytes.buffer, idBytes.byteOffset, 24).toString("hex");
+}
+
 class RatioSampler implements Sampler {
   private inner: Sampler;
   ratio: number;
@@ -200,7 +208,10 @@ class RatioSampler implements Sampler {
     this.ratio = ratio;
     this.inner = new TraceIdRatioBasedSampler(ratio);
   }
+  /** Set by startServer around a startSpan for a root it has already decided to sample. */
+  force = false;
   shouldSample(context: Context, traceId: string, name: string, kind: SpanKind, attributes: Attributes, links: Link[]): SamplingResult {
+    if (this.force) return { decision: SamplingDecision.RECORD_AND_SAMPLED };
     return this.inner.shouldSample(context, traceId, name, kind, attributes, links);
   }
   toString(): string {
@@ -276,7 +287,23 @@ class Tracing {
       parent = propagator.extract(ROOT_CONTEXT, h, headersGetter);
       remote = parent !== ROOT_CONTEXT;
     }
-    const span = this.tracer.startSpan(ex.method, { kind: SpanKind.SERVER }, parent);
+    let span: Span;
+    if (!remote) {
+      // A root: decide first. Most requests at low ratios are not sampled, and for those a
+      // non-recording span over fresh random ids is all that is needed (propagation only) —
+      // far cheaper than the SDK's span creation.
+      if (Math.random() >= this.sampler.ratio) {
+        const ids = randomIds();
+        ex.span = trace.wrapSpanContext({ traceId: ids.slice(0, 32), spanId: ids.slice(32), traceFlags: 0 });
+        return;
+      }
+      this.sampler.force = true;
+      try {
+        span = this.tracer.startSpan(ex.method, { kind: SpanKind.SERVER }, parent);
+      } finally {
+        this.sampler.force = false;
+      }
+    } else span = this.tracer.startSpan(ex.method, { kind: SpanKind.SERVER }, parent);
     ex.span = span;
     if (span.isRecording()) {
       ex.traceId = span.spanContext().traceId;
