@@ -16,7 +16,7 @@
 # Measured here (2 cores, loopback, 200 connections, 10 s each): -H and -B pass (probe p99
 # ~10 ms, RSS +6 MiB); -X fails: each slow reader holds ~1.1 MiB in Hecate's user space
 # (~0.5 MiB of it is Bun.serve's own response sink, the same with a bare Bun.serve; up to
-# 256 KiB the h1 transport's high-water mark) plus several MiB of kernel socket buffers, so RSS
+# 256 KiB the h1 transport's high-water mark, 64 KiB since 2026-11-25) plus several MiB of kernel socket buffers, so RSS
 # went 66 → 299 MiB and the probe p99 to ~1.1 s. See the hostile-input report.
 set -euo pipefail
 
