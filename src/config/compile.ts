@@ -1,7 +1,8 @@
 // Validated Config → CompiledConfig: the route table, upstream targets, balancers, header
-// operations and the stage lists, built once per generation. Semantic checks that need the
-// whole config (duplicate names, CIDRs, TLS pairs, listen addresses) happen here and are
-// reported like schema errors, with their key paths.
+// operations and the stage lists, built once per generation. Its input has passed
+// validateConfig (schema + whole-config checks in load.ts); what only compiling can find
+// (CIDRs, upstream URLs, policy databases, certificates) is reported here like schema errors,
+// with key paths.
 import type { Config, RouteConfig, RetryConfig } from "./schema.ts";
 import type { ConfigError } from "./load.ts";
 import { Router } from "../routing/router.ts";
@@ -104,26 +105,14 @@ export function mergeRetry(global: RetryConfig, route: Partial<RetryConfig> | un
   };
 }
 
-const HOST_RE = /^(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$|^\[[0-9a-f:.]+\]$|^[0-9.]+$/i;
-
 export async function compileConfig(config: Config, registry: UpstreamRegistry, ctx: Omit<StageContext, "errors">): Promise<CompileResult> {
   const errors: ConfigError[] = [];
   const p = config.proxy;
 
-  const listen = parseListen(p.listen);
-  if (!listen) errors.push({ path: "proxy.listen", message: `must be "host:port" or ":port" (got ${JSON.stringify(p.listen)})` });
-  const adminListen = parseListen(config.admin.listen);
-  if (!adminListen) errors.push({ path: "admin.listen", message: `must be "host:port" or ":port" (got ${JSON.stringify(config.admin.listen)})` });
-  if (p.http3Listen !== "" && !parseListen(p.http3Listen))
-    errors.push({ path: "proxy.http3Listen", message: `must be "host:port" or ":port" (got ${JSON.stringify(p.http3Listen)})` });
-  if (p.enableHTTP3 && !config.tls) errors.push({ path: "proxy.enableHTTP3", message: "HTTP/3 requires TLS: add a tls section" });
-  if (config.tls && config.tls.certFiles.length !== config.tls.keyFiles.length)
-    errors.push({
-      path: "tls.keyFiles",
-      message: `needs one key per certificate (${config.tls.certFiles.length} certFiles, ${config.tls.keyFiles.length} keyFiles)`,
-    });
-  if (config.tls?.requireClientCert && !config.tls.clientCAFile)
-    errors.push({ path: "tls.requireClientCert", message: "needs tls.clientCAFile" });
+  // Listen addresses, TLS pairing, HTTP/3 without TLS, duplicate route names, host patterns
+  // and the Maglev prime are validated before compile (schema.ts, load.ts): read them as valid.
+  const listen = parseListen(p.listen)!;
+  const adminListen = parseListen(config.admin.listen)!;
   if (p.limits.burst !== undefined && p.limits.rps === 0) errors.push({ path: "proxy.limits.burst", message: "has no effect without proxy.limits.rps" });
   if (p.retry.backoffMaxMs < p.retry.backoffBaseMs) errors.push({ path: "proxy.retry.backoffMaxMs", message: `must be ≥ backoffBaseMs (${p.retry.backoffMaxMs} < ${p.retry.backoffBaseMs})` });
 
@@ -141,18 +130,12 @@ export async function compileConfig(config: Config, registry: UpstreamRegistry, 
   };
 
   const stageCtx: StageContext = { owner: registry, ...ctx, errors };
-  const names = new Set<string>();
   const routes: CompiledRoute[] = [];
   const upstreamUrls = new Map<string, { target: UpstreamTarget; routes: string[] }>();
 
   for (let i = 0; i < p.routes.length; i++) {
     const rc = p.routes[i]!;
     const at = `proxy.routes[${i}]`;
-    if (names.has(rc.name)) errors.push({ path: `${at}.name`, message: `duplicate route name ${JSON.stringify(rc.name)}` });
-    names.add(rc.name);
-    rc.hosts.forEach((h, j) => {
-      if (!HOST_RE.test(h)) errors.push({ path: `${at}.hosts[${j}]`, message: `not a host name or *.wildcard (got ${JSON.stringify(h)})` });
-    });
 
     const targets: UpstreamTarget[] = [];
     rc.upstreams.forEach((u, j) => {
@@ -190,8 +173,6 @@ export async function compileConfig(config: Config, registry: UpstreamRegistry, 
 
     const lb = rc.lb;
     const hashed = lb.algorithm === "consistent_hash" || lb.algorithm === "maglev";
-    if (hashed && !isPrime(lb.maglevTableSize))
-      errors.push({ path: `${at}.lb.maglevTableSize`, message: `must be a prime number (got ${lb.maglevTableSize})` });
     if (hashed && lb.maglevTableSize < targets.length * 100)
       errors.push({ path: `${at}.lb.maglevTableSize`, message: `must be at least 100× the number of upstreams` });
 
@@ -222,7 +203,7 @@ export async function compileConfig(config: Config, registry: UpstreamRegistry, 
       stripPrefix: rc.stripPrefix,
       order: i,
       upstreams: targets,
-      balancer: targets.length > 0 && !(hashed && !isPrime(lb.maglevTableSize)) ? buildBalancer(lb.algorithm, targets, lb.maglevTableSize) : (null as never),
+      balancer: buildBalancer(lb.algorithm, targets, lb.maglevTableSize),
       hashKey: lb.hashKey,
       hashed,
       sticky,
@@ -256,8 +237,8 @@ export async function compileConfig(config: Config, registry: UpstreamRegistry, 
     bodyBytesCap: p.limits.bodyBytesCap,
     headerBytesCap: p.limits.headerBytesCap,
     maxHeaderBytes: p.server.maxHeaderBytes,
-    listen: listen!,
-    adminListen: adminListen!,
+    listen,
+    adminListen,
     upstreamUrls,
     noRouteMessage: "no route",
     tls,
@@ -266,10 +247,4 @@ export async function compileConfig(config: Config, registry: UpstreamRegistry, 
     },
   };
   return { ok: true, compiled };
-}
-
-function isPrime(n: number): boolean {
-  if (n < 2) return false;
-  for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
-  return true;
 }
