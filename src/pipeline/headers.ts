@@ -123,6 +123,35 @@ function applyOps(list: string[], remove: readonly string[], set: readonly (read
   return out;
 }
 
+const HOP_RESPONSE_SET = new Set(HOP_RESPONSE);
+
+/**
+ * Headers from a flat [name, value, …] list of response fields, without the hop-by-hop ones
+ * (what stripResponseHopHeaders would leave, in one pass: no deletes). Names as received.
+ */
+export function endToEndHeaders(flat: readonly string[]): Headers {
+  const h = new Headers();
+  let listed: string[] | null = null;
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = flat[i]!;
+    const l = name.length;
+    // only the lengths of HOP_RESPONSE's names need a lower-case look-up
+    if (l === 2 || l === 7 || l === 10 || l === 16 || l === 17 || l === 18 || l === 19) {
+      const lower = name.toLowerCase();
+      if (HOP_RESPONSE_SET.has(lower)) {
+        if (lower === "connection") {
+          const t = connectionTokens(flat[i + 1]!);
+          if (t !== null) (listed ??= []).push(...t);
+        }
+        continue;
+      }
+    }
+    h.append(name, flat[i + 1]!);
+  }
+  if (listed !== null) for (const n of listed) if (FIELD_NAME.test(n)) h.delete(n);
+  return h;
+}
+
 /** Remove hop-by-hop fields from an upstream response's headers, in place. */
 export function stripResponseHopHeaders(h: Headers): void {
   const conn = h.get("connection");

@@ -5,7 +5,8 @@
 // "http2"`; Bun then multiplexes them over one connection per origin (checked: 20 concurrent
 // requests, one TLS connection). HTTP/1.1 requests use fetch's keep-alive pool.
 import { ProxyError } from "../errors.ts";
-import type { UpstreamRequest, UpstreamResponse, UpstreamTransport } from "./transport.ts";
+import type { AbortLike, UpstreamRequest, UpstreamResponse, UpstreamTransport } from "./transport.ts";
+import { toAbortSignal } from "./attempt-signal.ts";
 import { AlpnCache, ALPN_H2 } from "./alpn.ts";
 
 /** With this flag fetch negotiates h2 by ALPN itself: no probing needed. */
@@ -35,7 +36,7 @@ export class FetchTransport implements UpstreamTransport {
       body: r.body as never,
       redirect: "manual",
       decompress: false,
-      signal: r.signal,
+      signal: toAbortSignal(r.signal),
       keepalive: true,
     };
     if (r.body instanceof ReadableStream) init.duplex = "half";
@@ -66,7 +67,7 @@ export class FetchTransport implements UpstreamTransport {
   }
 }
 
-export function mapFetchError(e: unknown, signal: AbortSignal): ProxyError {
+export function mapFetchError(e: unknown, signal: AbortLike): ProxyError {
   if (e instanceof ProxyError) return e;
   if (signal.aborted) {
     const reason = signal.reason;

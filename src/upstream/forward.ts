@@ -12,6 +12,7 @@ import type { UpstreamResponse } from "./transport.ts";
 import { hooks } from "../pipeline/hooks.ts";
 import { StreamIdle } from "../proxy/stream-idle.ts";
 import { RetryBody } from "./retry-body.ts";
+import { AttemptSignal } from "./attempt-signal.ts";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 const CONNECT_TIMEOUT_MS = 5000;
@@ -136,6 +137,11 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
   if (bodyEnded && route.timeoutMs > 0) deadline = (body === null ? ex.start : performance.now()) + route.timeoutMs;
   const clientSignal = req.signal;
   const replayable = () => !(body instanceof RetryBody) || body.replayable;
+  // The attempt in flight, for the client's abort listener: one listener per exchange (not per
+  // attempt), never removed: it dies with the request, and does nothing once no attempt waits.
+  let current: AttemptSignal | null = null;
+  let listening = false;
+  const onClientAbort = () => current?.abort(new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
 
   let tried: UpstreamTarget[] | null = null;
   let lastRes: UpstreamResponse | null = null;
@@ -170,22 +176,25 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
       }
     }
 
-    const ctrl = new AbortController();
-    const onClientAbort = () => ctrl.abort(new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
-    clientSignal.addEventListener("abort", onClientAbort);
-    let timer: Timer | undefined;
-    const timedOut = () => ctrl.abort(new ProxyError("timeout", "upstream timed out", { source: "upstream" }));
+    if (clientSignal.aborted) return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+    const sig = new AttemptSignal();
+    current = sig;
+    if (!listening) {
+      listening = true;
+      clientSignal.addEventListener("abort", onClientAbort);
+    }
     if (bodyEnded) {
-      if (budget !== Infinity) timer = setTimeout(timedOut, budget);
+      if (budget !== Infinity) sig.armAt(now + budget);
     } else
       onBodyEnd = () => {
+        const at = performance.now();
         let b = retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : Infinity;
-        const left = deadline - performance.now();
+        const left = deadline - at;
         if (deadline !== Infinity && left <= b) {
           b = Math.max(0, left);
           routeBound = true;
         }
-        if (b !== Infinity) timer = setTimeout(timedOut, b);
+        if (b !== Infinity) sig.armAt(at + b);
       };
 
     const headers = baseHeaders.slice();
@@ -205,16 +214,16 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
         host: ex.hostHeader,
         headers,
         body: body instanceof RetryBody ? body.stream() : body,
-        signal: ctrl.signal,
+        signal: sig,
         connectTimeoutMs: Math.min(CONNECT_TIMEOUT_MS, budget),
       });
     } catch (e) {
       err = e instanceof ProxyError ? e : new ProxyError("upstream_reset", `upstream error: ${(e as Error).message}`, { cause: e });
-      if (ctrl.signal.aborted && ctrl.signal.reason instanceof ProxyError) err = ctrl.signal.reason;
+      if (sig.aborted && sig.reason !== undefined) err = sig.reason;
     }
     onBodyEnd = null;
-    if (timer !== undefined) clearTimeout(timer);
-    clientSignal.removeEventListener("abort", onClientAbort);
+    current = null;
+    if (sig.deadline !== Infinity) sig.disarm();
     const nowMs = Date.now();
 
     if (overCap) {
@@ -380,7 +389,7 @@ export const RESPONSE_BUFFER_BYTES = 256 * 1024;
 /** Build the client's response around the upstream one; finish when its body is done. */
 function respond(ex: Exchange, route: CompiledRoute, rt: Runtime, r: UpstreamResponse, attempt: number, t: UpstreamTarget): Response | Promise<Response> {
   const h = r.headers;
-  stripResponseHopHeaders(h);
+  if (r.hopStripped !== true) stripResponseHopHeaders(h);
   decorateResponseHeaders(h, ex, route, attempt);
   if (route.sticky !== null) issueSticky(ex, route.sticky, t, h);
   ex.status = r.status;

@@ -10,7 +10,7 @@
 // (Bun.serve cannot send response trailers).
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
 import { ProxyError } from "../errors.ts";
-import type { UpstreamRequest, UpstreamResponse, UpstreamTransport } from "./transport.ts";
+import type { AbortLike, UpstreamRequest, UpstreamResponse, UpstreamTransport } from "./transport.ts";
 import type { UpstreamTarget } from "./target.ts";
 
 const { NGHTTP2_CANCEL } = http2.constants;
@@ -23,7 +23,7 @@ interface Session {
   connected: boolean;
 }
 
-function abortError(signal: AbortSignal): ProxyError {
+function abortError(signal: AbortLike): ProxyError {
   const r = signal.reason;
   return r instanceof ProxyError ? r : new ProxyError("client_gone", "client closed the request", { source: "downstream" });
 }
@@ -128,7 +128,7 @@ export class H2cTransport implements UpstreamTransport {
     });
   }
 
-  private mapError(e: unknown, entry: Session, signal: AbortSignal): ProxyError {
+  private mapError(e: unknown, entry: Session, signal: AbortLike): ProxyError {
     if (signal.aborted) return abortError(signal);
     if (e instanceof ProxyError) return e;
     const code = (e as { code?: string }).code ?? "";
@@ -172,7 +172,7 @@ async function pump(body: ReadableStream<Uint8Array>, stream: ClientHttp2Stream)
 }
 
 /** The response body as a pull-based stream; the h2 stream is paused above HIGH_WATER. */
-function bodyStream(stream: ClientHttp2Stream, signal: AbortSignal): ReadableStream<Uint8Array> {
+function bodyStream(stream: ClientHttp2Stream, signal: AbortLike): ReadableStream<Uint8Array> {
   let finished = false;
   const onAbort = () => stream.close(NGHTTP2_CANCEL);
   signal.addEventListener("abort", onAbort);

@@ -17,10 +17,21 @@ export interface UpstreamRequest {
   headers: string[];
   /** null = no body; Uint8Array = buffered (replayable); stream = streamed once. */
   body: ReadableStream<Uint8Array> | Uint8Array | null;
-  /** Aborts the attempt: client gone, per-try or route timeout. */
-  signal: AbortSignal;
+  /**
+   * Aborts the attempt: client gone, per-try or route timeout. An AbortSignal or the cheaper
+   * AttemptSignal (attempt-signal.ts) that forward() uses; its reason is a ProxyError.
+   */
+  signal: AbortLike;
   /** Upper bound for the TCP/TLS connect, ms. */
   connectTimeoutMs: number;
+}
+
+/** The part of AbortSignal a transport uses. */
+export interface AbortLike {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  addEventListener(type: "abort", listener: EventListenerObject | (() => void)): void;
+  removeEventListener(type: "abort", listener: EventListenerObject | (() => void)): void;
 }
 
 export interface UpstreamResponse {
@@ -29,6 +40,8 @@ export interface UpstreamResponse {
   headers: Headers;
   /** null for responses without a body (HEAD, 204, 304) and when `bodyBytes` is set. */
   body: ReadableStream<Uint8Array> | null;
+  /** The transport already left out the hop-by-hop fields (headers.ts endToEndHeaders). */
+  hopStripped?: boolean;
   /** The complete body, when the transport already has all of it (no stream needed). */
   bodyBytes?: Uint8Array;
 }

@@ -8,6 +8,7 @@ import type { Socket } from "bun";
 import { ProxyError } from "../../src/errors.ts";
 import { H1Transport } from "../../src/upstream/h1/transport.ts";
 import { parseUpstreamUrl, type UpstreamTarget } from "../../src/upstream/target.ts";
+import { stripResponseHopHeaders } from "../../src/pipeline/headers.ts";
 
 // ---- raw upstream -----------------------------------------------------------------------
 
@@ -79,6 +80,8 @@ const behaviours: Record<string, Behaviour> = {
     }
     await send(s, "0\r\n\r\n");
   },
+  "/hop": (s) =>
+    void send(s, "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\nKeep-Alive: timeout=30\r\nX-Private: secret\r\nProxy-Connection: keep-alive\r\nUpgrade: h2c\r\nTE: trailers\r\nX-Kept: 1\r\nTrailer: X-Sum\r\nContent-Length: 2\r\n\r\nok"),
   "/keepalive": (s) => void send(s, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nkept"),
   "/conn-close": (s) => void send(s, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye"),
   "/http10": (s) => void send(s, "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold"),
@@ -182,7 +185,7 @@ async function viaFetch(path: string, method = "GET"): Promise<Outcome> {
   }
   try {
     const body = res.body === null ? null : await readAll(res.body);
-    return { kind: "response", status: res.status, headers: [...res.headers], body };
+    return { kind: "response", status: res.status, headers: endToEnd(res.headers, false), body };
   } catch (e) {
     return { kind: "body-error", code: (e as { code?: string }).code ?? (e as Error).name, status: res.status };
   }
@@ -198,11 +201,22 @@ async function viaH1(path: string, method = "GET"): Promise<Outcome> {
   }
   try {
     const body = res.body === null ? null : await readAll(res.body);
-    return { kind: "response", status: res.status, headers: [...res.headers], body };
+    expect(res.hopStripped).toBe(true);
+    return { kind: "response", status: res.status, headers: endToEnd(res.headers, true), body };
   } catch (e) {
     expect(e).toBeInstanceOf(ProxyError);
     return { kind: "body-error", code: (e as ProxyError).code, status: res.status };
   }
+}
+
+/**
+ * The fields a client of the proxy would get: forward() strips fetch's hop-by-hop fields; the
+ * h1 transport leaves them out itself (and must leave out exactly those).
+ */
+function endToEnd(h: Headers, stripped: boolean): [string, string][] {
+  const copy = new Headers(h);
+  if (!stripped) stripResponseHopHeaders(copy);
+  return [...copy];
 }
 
 /** Both clients; the responses' bodies compared as bytes (a null body is an empty one for fetch). */
@@ -242,6 +256,12 @@ describe("same as fetch", () => {
     expectSame(f, o);
     expect(o.kind === "response" && o.body!.toString()).toBe("abcdef");
     expect(o.kind === "response" && o.headers.some(([k]) => k === "x-checksum")).toBe(false);
+  });
+
+  test("hop-by-hop fields (and those Connection lists) are left out, end-to-end ones kept", async () => {
+    const { f, o } = await both("/hop");
+    expectSame(f, o);
+    expect(o.kind === "response" && o.headers).toEqual([["content-length", "2"], ["x-kept", "1"]]);
   });
 
   test("close-delimited body", async () => {

@@ -15,10 +15,11 @@
 // close; anything else closes it.
 import type { Socket, SocketHandler } from "bun";
 import { ProxyError } from "../../errors.ts";
-import type { UpstreamRequest, UpstreamResponse, UpstreamTransport } from "../transport.ts";
+import type { AbortLike, UpstreamRequest, UpstreamResponse, UpstreamTransport } from "../transport.ts";
 import { ConnPool, type OriginPool, type PoolOptions } from "./pool.ts";
 import { FRAMING_NONE, ResponseParser, STEP_BODY, STEP_DONE, STEP_ERROR, STEP_HEAD, STEP_MORE } from "./parser.ts";
 import { H1Tunnel } from "./tunnel.ts";
+import { endToEndHeaders } from "../../pipeline/headers.ts";
 
 export { H1Tunnel, type TunnelHandlers } from "./tunnel.ts";
 
@@ -41,6 +42,7 @@ class InlineResponse implements H1UpgradeResponse {
     readonly statusText: string,
     readonly headers: Headers,
     readonly bodyBytes: Uint8Array,
+    readonly hopStripped: boolean,
   ) {}
   get body(): ReadableStream<Uint8Array> {
     const bytes = this.bodyBytes;
@@ -78,7 +80,7 @@ const SMALL_CHUNK = 16 * 1024;
 const KEEP_ALIVE_MARGIN_MS = 1000;
 const noop = () => {};
 
-function abortError(signal: AbortSignal): ProxyError {
+function abortError(signal: AbortLike): ProxyError {
   const r = signal.reason;
   return r instanceof ProxyError ? r : new ProxyError("client_gone", "client closed the request", { source: "downstream" });
 }
@@ -511,8 +513,15 @@ class Exchange {
   private onHead(c: Conn, chunk: Buffer, pos: number): boolean {
     const p = c.parser;
     const hs = p.headers;
-    const headers = new Headers();
-    for (let i = 0; i < hs.length; i += 2) headers.append(hs[i]!, hs[i + 1]!);
+    // an upgrade's answer keeps Connection/Upgrade (the WebSocket proxy reads them); any other
+    // leaves without its hop-by-hop fields, so forward() has nothing to delete
+    const stripped = !this.upgrade;
+    let headers: Headers;
+    if (stripped) headers = endToEndHeaders(hs);
+    else {
+      headers = new Headers();
+      for (let i = 0; i < hs.length; i += 2) headers.append(hs[i]!, hs[i + 1]!);
+    }
     this.settled = true;
     if (p.upgraded) {
       const tunnel = new H1Tunnel(c, chunk.subarray(pos));
@@ -533,10 +542,10 @@ class Exchange {
       return false;
     }
     if (p.framing === FRAMING_NONE) {
-      this.resolve({ status: p.status, statusText: p.statusText, headers, body: null, tunnel: null });
+      this.resolve({ status: p.status, statusText: p.statusText, headers, body: null, tunnel: null, hopStripped: stripped });
       return true;
     }
-    this.heldHead = { status: p.status, statusText: p.statusText, headers, body: null, tunnel: null };
+    this.heldHead = { status: p.status, statusText: p.statusText, headers, body: null, tunnel: null, hopStripped: stripped };
     this.inline = [];
     return true;
   }
@@ -571,7 +580,7 @@ class Exchange {
       }
       bytes = all;
     }
-    this.resolve(new InlineResponse(r.status, r.statusText, r.headers, bytes));
+    this.resolve(new InlineResponse(r.status, r.statusText, r.headers, bytes, r.hopStripped === true));
   }
 
   private onDone(c: Conn, trailing: boolean): void {
