@@ -5,6 +5,15 @@
 // in one set swept by a single timer aimed at the earliest deadline — a request costs a Set
 // add and delete, not a timer. Fetch-based transports, which need a real AbortSignal, get one
 // from `toAbortSignal` (only they pay for it).
+//
+// The client's own signal is not touched while the answer is quick: Bun creates `req.signal`
+// lazily, and creating it plus one listener cost ~3% of a 1 KiB request. An attempt still
+// waiting after CLIENT_WATCH_MS subscribes then (Bun hands out an already-aborted signal when
+// the client left before it was asked for, so nothing is missed: a departure is noticed at
+// most CLIENT_WATCH_MS late).
+/** How long an attempt runs before it watches the client's signal, ms. */
+export const CLIENT_WATCH_MS = 20;
+
 import { ProxyError } from "../errors.ts";
 import type { AbortLike } from "./transport.ts";
 
@@ -19,8 +28,12 @@ function call(l: Listener): void {
 export class AttemptSignal implements AbortLike {
   aborted = false;
   reason: ProxyError | undefined = undefined;
-  /** performance.now() ms at which the attempt times out; Infinity = no deadline. */
+  /** Next performance.now() ms at which the sweep looks at this attempt; Infinity = never. */
   deadline = Infinity;
+  private timeoutAt = Infinity;
+  private watchAt = Infinity;
+  private client: Request | null = null;
+  private clientSignal: AbortSignal | null = null;
   private l0: Listener | null = null;
   private more: Listener[] | null = null;
 
@@ -42,7 +55,7 @@ export class AttemptSignal implements AbortLike {
     if (this.aborted) return;
     this.aborted = true;
     this.reason = reason;
-    if (this.deadline !== Infinity) this.disarm();
+    this.disarm();
     const l0 = this.l0;
     const more = this.more;
     this.l0 = null;
@@ -54,15 +67,70 @@ export class AttemptSignal implements AbortLike {
   /** Time the attempt out at `at` (performance.now() ms), with a `timeout` ProxyError. */
   armAt(at: number): void {
     if (this.aborted) return;
-    this.deadline = at;
-    live.add(this);
-    schedule(at);
+    this.timeoutAt = at;
+    this.aim();
   }
 
-  disarm(): void {
-    this.deadline = Infinity;
-    live.delete(this);
+  /** Abort with `client_gone` when `req`'s client goes away, watching from `at` on (see above). */
+  watch(req: Request, at: number): void {
+    if (this.aborted) return;
+    this.client = req;
+    this.watchAt = at;
+    this.aim();
   }
+
+  /** The attempt is over (or has its response head): no deadline, no client watch. */
+  disarm(): void {
+    this.timeoutAt = Infinity;
+    this.watchAt = Infinity;
+    this.client = null;
+    const cs = this.clientSignal;
+    if (cs !== null) {
+      this.clientSignal = null;
+      cs.removeEventListener("abort", this);
+    }
+    if (this.deadline !== Infinity) {
+      this.deadline = Infinity;
+      live.delete(this);
+    }
+  }
+
+  /** The client's signal fired. */
+  handleEvent(): void {
+    this.clientSignal = null;
+    this.abort(clientGone());
+  }
+
+  /** Its deadline came (the sweep took it out of the set). */
+  expire(now: number): void {
+    this.deadline = Infinity;
+    if (this.watchAt <= now) {
+      const req = this.client!;
+      this.watchAt = Infinity;
+      this.client = null;
+      const cs = req.signal;
+      if (cs.aborted) return this.abort(clientGone());
+      this.clientSignal = cs;
+      cs.addEventListener("abort", this);
+    }
+    if (this.timeoutAt <= now) return this.abort(new ProxyError("timeout", "upstream timed out", { source: "upstream" }));
+    this.aim();
+  }
+
+  private aim(): void {
+    const d = this.timeoutAt < this.watchAt ? this.timeoutAt : this.watchAt;
+    if (d === this.deadline) return;
+    this.deadline = d;
+    if (d === Infinity) live.delete(this);
+    else {
+      live.add(this);
+      schedule(d);
+    }
+  }
+}
+
+function clientGone(): ProxyError {
+  return new ProxyError("client_gone", "client closed the request", { source: "downstream" });
 }
 
 // --- deadlines ---------------------------------------------------------------------------
@@ -91,7 +159,7 @@ function sweep(): void {
   for (const a of live) {
     if (a.deadline <= now) {
       live.delete(a);
-      a.abort(new ProxyError("timeout", "upstream timed out", { source: "upstream" }));
+      a.expire(now); // may put it back (a later deadline): the loop then sees it again
     } else if (a.deadline < next) next = a.deadline;
   }
   if (next !== Infinity) schedule(next);

@@ -12,7 +12,7 @@ import type { UpstreamResponse } from "./transport.ts";
 import { hooks } from "../pipeline/hooks.ts";
 import { StreamIdle } from "../proxy/stream-idle.ts";
 import { RetryBody } from "./retry-body.ts";
-import { AttemptSignal } from "./attempt-signal.ts";
+import { AttemptSignal, CLIENT_WATCH_MS } from "./attempt-signal.ts";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 const CONNECT_TIMEOUT_MS = 5000;
@@ -135,13 +135,7 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
   const baseHeaders = upstreamRequestHeaders(ex, route, route.config.auth !== undefined);
   const idempotent = IDEMPOTENT.has(ex.method) || req.headers.has("idempotency-key");
   if (bodyEnded && route.timeoutMs > 0) deadline = (body === null ? ex.start : performance.now()) + route.timeoutMs;
-  const clientSignal = req.signal;
   const replayable = () => !(body instanceof RetryBody) || body.replayable;
-  // The attempt in flight, for the client's abort listener: one listener per exchange (not per
-  // attempt), never removed: it dies with the request, and does nothing once no attempt waits.
-  let current: AttemptSignal | null = null;
-  let listening = false;
-  const onClientAbort = () => current?.abort(new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
 
   let tried: UpstreamTarget[] | null = null;
   let lastRes: UpstreamResponse | null = null;
@@ -176,13 +170,9 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
       }
     }
 
-    if (clientSignal.aborted) return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+    // cancelled when the client goes (watched from CLIENT_WATCH_MS on) or at the deadline
     const sig = new AttemptSignal();
-    current = sig;
-    if (!listening) {
-      listening = true;
-      clientSignal.addEventListener("abort", onClientAbort);
-    }
+    sig.watch(req, attempt === 0 ? now + CLIENT_WATCH_MS : now);
     if (bodyEnded) {
       if (budget !== Infinity) sig.armAt(now + budget);
     } else
@@ -220,10 +210,11 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
     } catch (e) {
       err = e instanceof ProxyError ? e : new ProxyError("upstream_reset", `upstream error: ${(e as Error).message}`, { cause: e });
       if (sig.aborted && sig.reason !== undefined) err = sig.reason;
+      // a client that left may fail the attempt through its body stream before the watch saw it
+      else if (err.code !== "client_gone" && req.signal.aborted) err = new ProxyError("client_gone", "client closed the request", { source: "downstream", cause: err });
     }
     onBodyEnd = null;
-    current = null;
-    if (sig.deadline !== Infinity) sig.disarm();
+    sig.disarm();
     const nowMs = Date.now();
 
     if (overCap) {
@@ -258,8 +249,8 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
             retry.retryOn5xx && replayable() && (idempotent && retry.retryIdempotent || req.headers.has("idempotency-key")));
       if (!canRetry) break;
       hooks.retry(ex, route, err.code === "timeout" ? "timeout" : err.code === "connect_error" ? "connect_error" : "status_5xx");
-      if (!(await sleepBackoff(retry, attempt + 1, deadline, clientSignal))) {
-        if (clientSignal.aborted) return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+      if (!(await sleepBackoff(retry, attempt + 1, deadline, req.signal))) {
+        if (req.signal.aborted) return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
         lastErr = new ProxyError("timeout", "upstream timed out", { source: "upstream" });
         break;
       }
@@ -283,13 +274,13 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
     if (canRetry) {
       // an alternative exists? otherwise keep this answer
       const next = selectUpstream(ex, route, tried, nowMs, true);
-      if (!(next instanceof ProxyError) && (await sleepBackoff(retry, attempt + 1, deadline, clientSignal))) {
+      if (!(next instanceof ProxyError) && (await sleepBackoff(retry, attempt + 1, deadline, req.signal))) {
         state.inflight--;
         r.body?.cancel().catch(() => {});
         hooks.retry(ex, route, "status_5xx");
         continue;
       }
-      if (clientSignal.aborted) {
+      if (req.signal.aborted) {
         state.inflight--;
         r.body?.cancel().catch(() => {});
         return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));

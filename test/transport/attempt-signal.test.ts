@@ -1,7 +1,7 @@
 // The per-attempt cancel signal (src/upstream/attempt-signal.ts): listeners, deadlines swept by
 // one timer (an earlier deadline armed after a later one still fires on time), fetch bridging.
-import { expect, test } from "bun:test";
-import { AttemptSignal, armedAttempts, toAbortSignal } from "../../src/upstream/attempt-signal.ts";
+import { afterAll, describe, expect, test } from "bun:test";
+import { AttemptSignal, CLIENT_WATCH_MS, armedAttempts, toAbortSignal } from "../../src/upstream/attempt-signal.ts";
 import { ProxyError } from "../../src/errors.ts";
 
 function aborted(s: AttemptSignal): Promise<number> {
@@ -63,4 +63,67 @@ test("toAbortSignal follows the attempt with the same reason", () => {
   expect(sig.reason).toBe(why);
   const native = new AbortController().signal;
   expect(toAbortSignal(native)).toBe(native);
+});
+
+describe("watching the client", () => {
+  // A real server: each request gets an attempt that watches its client; the test learns how
+  // (and whether) each attempt ended.
+  const ended = new Map<string, (r: { code: string; at: number }) => void>();
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    async fetch(req) {
+      const id = new URL(req.url).pathname.slice(1);
+      const s = new AttemptSignal();
+      const watchFrom = Number(req.headers.get("x-watch-ms") ?? CLIENT_WATCH_MS);
+      s.watch(req, performance.now() + watchFrom);
+      const timeout = req.headers.get("x-timeout-ms");
+      if (timeout !== null) s.armAt(performance.now() + Number(timeout));
+      await aborted(s);
+      ended.get(id)?.({ code: s.reason!.code, at: performance.now() });
+      return new Response("late");
+    },
+  });
+  afterAll(() => server.stop(true));
+
+  function endOf(id: string) {
+    return new Promise<{ code: string; at: number }>((r) => ended.set(id, r));
+  }
+  async function leaveAfter(id: string, headers: string, leave: Promise<unknown>) {
+    const sock = await Bun.connect({ hostname: "127.0.0.1", port: server.port!, socket: { data() {} } });
+    sock.write(`GET /${id} HTTP/1.1\r\nHost: t\r\n${headers}\r\n`);
+    await leave;
+    const left = performance.now();
+    sock.end();
+    return left;
+  }
+
+  test("a client gone before the watch starts: client_gone when it starts", async () => {
+    const end = endOf("early");
+    const t0 = performance.now();
+    await leaveAfter("early", "x-watch-ms: 150\r\n", Promise.resolve());
+    const r = await end;
+    expect(r.code).toBe("client_gone");
+    expect(r.at - t0).toBeGreaterThanOrEqual(149);
+  });
+
+  test("a client gone after the watch started: client_gone at once", async () => {
+    const end = endOf("late");
+    const watching = new Promise((r) => setTimeout(r, 60)); // past the 10 ms watch start
+    const left = await leaveAfter("late", "x-watch-ms: 10\r\n", watching);
+    const r = await end;
+    expect(r.code).toBe("client_gone");
+    expect(r.at - left).toBeLessThan(50);
+  });
+
+  test("a deadline before the watch starts is a timeout; a client still there is not gone", async () => {
+    const end = endOf("deadline");
+    const t0 = performance.now();
+    const sock = await Bun.connect({ hostname: "127.0.0.1", port: server.port!, socket: { data() {} } });
+    sock.write("GET /deadline HTTP/1.1\r\nHost: t\r\nx-watch-ms: 500\r\nx-timeout-ms: 40\r\n\r\n");
+    const r = await end;
+    expect(r.code).toBe("timeout");
+    expect(r.at - t0).toBeLessThan(400);
+    sock.end();
+  });
 });
