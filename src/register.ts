@@ -3,5 +3,5 @@
 import "./upstream/health.ts";
 import "./admin/status-page.ts";
 import "./observability/metrics-hooks.ts";
-import "./observability/tracing.ts";
+import "./observability/tracing-service.ts";
 import "./observability/lifecycle.ts";

@@ -3,7 +3,7 @@
 // OTLP (gRPC or HTTP/protobuf) through a BatchSpanProcessor. The incoming W3C `traceparent`
 // is continued; the outgoing one names the CLIENT span as parent. Parent-based ratio sampling.
 //
-// Cost: without `telemetry.otlpEndpoint` nothing here runs per request — the pipeline hooks are
+// Cost: without `telemetry.otlpEndpoint` this module is not even loaded (tracing-service.ts); the pipeline hooks are
 // only wrapped the first time a runtime starts with tracing on. With tracing on, the batch
 // processor only queues finished spans (a full queue drops spans, it never blocks) and exports
 // from a timer; export failures are logged at most once per FAILURE_LOG_INTERVAL_MS.
@@ -53,7 +53,7 @@ import type { UpstreamTarget } from "../upstream/target.ts";
 import type { Outcome } from "../upstream/forward.ts";
 import { upstreamPath } from "../upstream/forward.ts";
 import { hooks } from "../pipeline/hooks.ts";
-import { services } from "../runtime/start.ts";
+import type { ExporterTarget } from "./tracing-target.ts";
 import { log } from "./log.ts";
 
 type Telemetry = Config["telemetry"];
@@ -63,47 +63,7 @@ export const FAILURE_LOG_INTERVAL_MS = 30_000;
 /** How long a shutdown waits for the last spans to be exported. */
 const SHUTDOWN_FLUSH_MS = 5_000;
 
-// --- endpoint ---------------------------------------------------------------------------------
-
-export interface ExporterTarget {
-  protocol: "grpc" | "http/protobuf";
-  /** For http/protobuf the full URL POSTed to; for gRPC `http(s)://host:port`. */
-  url: string;
-  /** Plain-text connection (no TLS). */
-  insecure: boolean;
-  headers: Record<string, string>;
-}
-
-const SCHEME_RE = /^[a-z][a-z0-9+.-]*:\/\//i;
-
-/**
- * Resolve `telemetry.otlpEndpoint` (SPEC §2.6, §5). `host:port` becomes `http://host:port` when
- * `insecure`, else `https://host:port`; for HTTP `/v1/traces` is appended. A URL is used as it
- * is when it has a path (HTTP), or gets `/v1/traces` when it has none; its scheme decides TLS
- * (`insecure` only applies to the `host:port` form). Protocol default: `http/protobuf` for port
- * 4318 or a URL with a path, else `grpc`. Returns null when empty.
- */
-export function resolveExporterTarget(t: Pick<Telemetry, "otlpEndpoint" | "protocol" | "insecure" | "headers">): ExporterTarget | null {
-  const ep = t.otlpEndpoint.trim();
-  if (ep === "") return null;
-  if (SCHEME_RE.test(ep)) {
-    const u = new URL(ep);
-    const https = u.protocol === "https:";
-    const port = u.port !== "" ? Number(u.port) : https ? 443 : 80;
-    const hasPath = u.pathname !== "" && u.pathname !== "/";
-    // gRPC has no use for a path: a URL with one means OTLP/HTTP
-    const protocol = t.protocol ?? (port === 4318 || hasPath ? "http/protobuf" : "grpc");
-    const base = `${u.protocol}//${u.host}`;
-    const url = protocol === "grpc" ? base : hasPath ? ep : `${base}/v1/traces`;
-    return { protocol, url, insecure: !https, headers: { ...t.headers } };
-  }
-  const colon = ep.lastIndexOf(":");
-  const port = colon > 0 && !ep.endsWith("]") ? Number(ep.slice(colon + 1)) : NaN;
-  const protocol = t.protocol ?? (port === 4318 ? "http/protobuf" : "grpc");
-  const scheme = t.insecure ? "http" : "https";
-  const url = `${scheme}://${ep}${protocol === "http/protobuf" ? "/v1/traces" : ""}`;
-  return { protocol, url, insecure: t.insecure, headers: { ...t.headers } };
-}
+export { resolveExporterTarget, type ExporterTarget } from "./tracing-target.ts";
 
 async function createExporter(target: ExporterTarget): Promise<SpanExporter> {
   if (target.protocol === "http/protobuf") {
@@ -451,21 +411,19 @@ function installHooks(): void {
   };
 }
 
-services.push({
-  async start(rt: Runtime) {
-    const telemetry = rt.gen.compiled.config.telemetry;
-    const target = resolveExporterTarget(telemetry);
-    if (target === null) return;
-    const t = new Tracing(target, await createExporter(target), telemetry);
-    byRuntime.set(rt, t);
-    byGeneration.set(rt.gen, t);
-    installHooks();
-    log("info", "tracing on", { endpoint: target.url, protocol: target.protocol, sampling: telemetry.sampling, serviceName: telemetry.serviceName });
-  },
-  async stop(rt: Runtime) {
-    const t = byRuntime.get(rt);
-    if (t === undefined) return;
-    byRuntime.delete(rt);
-    await t.shutdown();
-  },
-});
+/** Tracing on for `rt` (tracing-service.ts calls this when `otlpEndpoint` is set). */
+export async function startTracing(rt: Runtime, target: ExporterTarget): Promise<void> {
+  const telemetry = rt.gen.compiled.config.telemetry;
+  const t = new Tracing(target, await createExporter(target), telemetry);
+  byRuntime.set(rt, t);
+  byGeneration.set(rt.gen, t);
+  installHooks();
+  log("info", "tracing on", { endpoint: target.url, protocol: target.protocol, sampling: telemetry.sampling, serviceName: telemetry.serviceName });
+}
+
+export async function stopTracing(rt: Runtime): Promise<void> {
+  const t = byRuntime.get(rt);
+  if (t === undefined) return;
+  byRuntime.delete(rt);
+  await t.shutdown();
+}

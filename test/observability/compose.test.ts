@@ -7,7 +7,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { METRIC_NAMES, METRIC_LABELS } from "../../src/observability/metrics.ts";
-import { resolveExporterTarget } from "../../src/observability/tracing.ts";
+import { resolveExporterTarget } from "../../src/observability/tracing-target.ts";
 import { loadAndCompile } from "../../src/runtime/reload.ts";
 import { UpstreamRegistry } from "../../src/upstream/registry.ts";
 

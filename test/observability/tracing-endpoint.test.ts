@@ -1,6 +1,6 @@
 // telemetry.otlpEndpoint → exporter URL and protocol (SPEC §2.6, §5).
 import { test, expect } from "bun:test";
-import { resolveExporterTarget } from "../../src/observability/tracing.ts";
+import { resolveExporterTarget } from "../../src/observability/tracing-target.ts";
 
 const base = { protocol: undefined, insecure: false, headers: {} } as const;
 const resolve = (otlpEndpoint: string, extra: Partial<{ protocol: "grpc" | "http/protobuf"; insecure: boolean; headers: Record<string, string> }> = {}) =>
