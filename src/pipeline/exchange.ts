@@ -43,6 +43,10 @@ export class Exchange {
   finished: boolean;
   /** Slot for the tracing module (the SERVER span); null when not traced. */
   span: unknown;
+  /** Request fields noted while upstreamRequestHeaders walks them (headers.ts). */
+  reqContentLength: string | null;
+  reqChunked: boolean;
+  reqIdempotencyKey: boolean;
 
   constructor(req: Request, server: Server<unknown>, gen: Generation, start: number, tls: boolean) {
     this.req = req;
@@ -71,5 +75,8 @@ export class Exchange {
     this.note = "";
     this.finished = false;
     this.span = null;
+    this.reqContentLength = null;
+    this.reqChunked = false;
+    this.reqIdempotencyKey = false;
   }
 }

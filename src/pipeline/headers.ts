@@ -58,12 +58,14 @@ function connectionTokens(value: string | null): string[] | null {
 
 /**
  * The headers of the upstream request as a flat [name, value, …] list (without Host and
- * without X-Hecate-Retry-Attempt, which the attempt adds).
+ * without X-Hecate-Retry-Attempt, which the attempt adds). Notes the request's
+ * Content-Length, Transfer-Encoding and Idempotency-Key on `ex` on the way (one walk over the
+ * fields instead of a look-up each).
  */
 export function upstreamRequestHeaders(ex: Exchange, route: CompiledRoute, dropAuthorization: boolean): string[] {
   const h = ex.req.headers;
-  const listed = connectionTokens(h.get("connection"));
-  const out: string[] = [];
+  let out: string[] = [];
+  let conn: string | null = null;
   let xff: string | null = null;
   let xfp: string | null = null;
   let xfh: string | null = null;
@@ -72,6 +74,12 @@ export function upstreamRequestHeaders(ex: Exchange, route: CompiledRoute, dropA
   for (const [name, value] of h) {
     if (DROP_REQUEST.has(name)) {
       switch (name) {
+        case "connection":
+          conn = value;
+          break;
+        case "transfer-encoding":
+          ex.reqChunked = true;
+          break;
         case "x-forwarded-for":
           xff = value;
           break;
@@ -90,9 +98,17 @@ export function upstreamRequestHeaders(ex: Exchange, route: CompiledRoute, dropA
       }
       continue;
     }
-    if (listed !== null && listed.includes(name)) continue;
-    if (dropAuthorization && name === "authorization") continue;
+    if (name === "content-length") ex.reqContentLength = value;
+    else if (name === "idempotency-key") ex.reqIdempotencyKey = true;
+    else if (dropAuthorization && name === "authorization") continue;
     out.push(name, value);
+  }
+  // fields the Connection header lists are hop-by-hop too (rare: a second pass)
+  const listed = connectionTokens(conn);
+  if (listed !== null) {
+    const kept: string[] = [];
+    for (let i = 0; i < out.length; i += 2) if (!listed.includes(out[i]!)) kept.push(out[i]!, out[i + 1]!);
+    out = kept;
   }
   const trusted = ex.peerTrusted;
   out.push(

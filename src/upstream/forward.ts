@@ -104,8 +104,9 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
     onBodyEnd = null;
     f?.();
   };
-  const clRaw = req.headers.get("content-length");
-  const chunked = req.headers.has("transfer-encoding");
+  const baseHeaders = upstreamRequestHeaders(ex, route, route.config.auth !== undefined);
+  const clRaw = ex.reqContentLength;
+  const chunked = ex.reqChunked;
   if (clRaw !== null && !chunked) {
     const cl = Number(clRaw);
     // Bun rejects every malformed Content-Length but joins two equal ones into "5, 5" (RFC 9110 §8.6: reject)
@@ -132,8 +133,8 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
     body = new RetryBody(capped(req.body, cap, () => (overCap = true), req.signal, rearmIdle(ex), ended), retry.retryBufferBytes);
   }
 
-  const baseHeaders = upstreamRequestHeaders(ex, route, route.config.auth !== undefined);
-  const idempotent = IDEMPOTENT.has(ex.method) || req.headers.has("idempotency-key");
+  const idempotencyKey = ex.reqIdempotencyKey;
+  const idempotent = IDEMPOTENT.has(ex.method) || idempotencyKey;
   if (bodyEnded && route.timeoutMs > 0) deadline = (body === null ? ex.start : performance.now()) + route.timeoutMs;
   const replayable = () => !(body instanceof RetryBody) || body.replayable;
 
@@ -246,7 +247,7 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
         (err.code === "connect_error"
           ? retry.retryOnConnectErr && replayable()
           : // a timeout, or a reset / bad answer before the headers (Hecate would answer 502)
-            retry.retryOn5xx && replayable() && (idempotent && retry.retryIdempotent || req.headers.has("idempotency-key")));
+            retry.retryOn5xx && replayable() && (idempotent && retry.retryIdempotent || idempotencyKey));
       if (!canRetry) break;
       hooks.retry(ex, route, err.code === "timeout" ? "timeout" : err.code === "connect_error" ? "connect_error" : "status_5xx");
       if (!(await sleepBackoff(retry, attempt + 1, deadline, req.signal))) {
@@ -270,7 +271,7 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
       attempt < retry.maxRetries &&
       retry.retryOn5xx &&
       replayable() &&
-      ((idempotent && retry.retryIdempotent) || req.headers.has("idempotency-key"));
+      ((idempotent && retry.retryIdempotent) || idempotencyKey);
     if (canRetry) {
       // an alternative exists? otherwise keep this answer
       const next = selectUpstream(ex, route, tried, nowMs, true);
