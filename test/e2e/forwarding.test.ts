@@ -2,6 +2,7 @@
 import { test, expect, afterAll, describe } from "bun:test";
 import { connect } from "node:net";
 import { startHecate, startUpstream, oneRoute, type Hecate, type Upstream } from "../helpers/hecate.ts";
+import { RESPONSE_BUFFER_BYTES } from "../../src/upstream/forward.ts";
 
 const started: { stop(): unknown }[] = [];
 afterAll(async () => {
@@ -139,6 +140,46 @@ describe("response headers", () => {
     expect(out.length - out.indexOf("\r\n\r\n") - 4).toBe(1000);
   });
 });
+
+describe("response bodies and Content-Length", () => {
+  // Up to RESPONSE_BUFFER_BYTES a body is answered whole with the upstream's Content-Length;
+  // above, as a stream (chunked: Bun.serve writes larger fixed-length heads uncorked, see forward.ts).
+  for (const size of [0, 1000, RESPONSE_BUFFER_BYTES, RESPONSE_BUFFER_BYTES + 1, 65536, 300_000])
+    test(`${size} bytes arrive whole; Content-Length kept up to ${RESPONSE_BUFFER_BYTES}`, async () => {
+      const body = new Uint8Array(size);
+      for (let i = 0; i < size; i++) body[i] = (i * 7) & 0xff;
+      const up = upstream(() => new Response(body));
+      const h = await hecate(oneRoute([up.url]));
+      const out = Buffer.from(await raw(new URL(h.url).port as unknown as number, `GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`), "latin1");
+      const end = out.indexOf("\r\n\r\n");
+      const head = out.toString("latin1", 0, end).toLowerCase();
+      expect(head).toStartWith("http/1.1 200");
+      let got: Buffer;
+      if (size <= RESPONSE_BUFFER_BYTES) {
+        expect(head).toContain(`content-length: ${size}`);
+        got = out.subarray(end + 4);
+      } else {
+        expect(head).toContain("transfer-encoding: chunked");
+        expect(head).not.toContain("content-length");
+        got = dechunk(out.subarray(end + 4));
+      }
+      expect(got.length).toBe(size);
+      expect(Buffer.compare(got, Buffer.from(body))).toBe(0);
+    });
+});
+
+/** The payload of a complete chunked body (no extensions, no trailers). */
+function dechunk(b: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let p = 0;
+  for (;;) {
+    const e = b.indexOf("\r\n", p);
+    const n = parseInt(b.toString("latin1", p, e), 16);
+    if (n === 0) return Buffer.concat(parts);
+    parts.push(b.subarray(e + 2, e + 2 + n));
+    p = e + 2 + n + 2;
+  }
+}
 
 describe("paths", () => {
   test("stripPrefix and base paths join with exactly one slash", async () => {
