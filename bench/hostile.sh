@@ -14,10 +14,10 @@
 # RSS_GROWTH_MB (default 128). KEEP=1 keeps the work directory (logs, probe timings).
 #
 # Measured here (2 cores, loopback, 200 connections, 10 s each): -H and -B pass (probe p99
-# ~10 ms, RSS +6 MiB); -X fails: each slow reader holds ~1.1 MiB in Hecate's user space
-# (~0.5 MiB of it is Bun.serve's own response sink, the same with a bare Bun.serve; up to
-# 256 KiB the h1 transport's high-water mark, 64 KiB since 2026-11-25) plus several MiB of kernel socket buffers, so RSS
-# went 66 → 299 MiB and the probe p99 to ~1.1 s. See the hostile-input report.
+# ~10 ms, RSS +6 MiB); -X fails: each slow reader holds ~1 MiB in Hecate's user space, mostly
+# the upstream read in flight (Bun reads up to 512 KiB at once) and what Bun.serve took of it,
+# plus the kernel's socket buffers: RSS 58 → 275 MiB peak → 67 MiB after, probe p99 ~0.4 s
+# (bench/RESULTS.md, docs/hardening.md).
 set -euo pipefail
 
 DURATION=${DURATION:-60}
