@@ -48,6 +48,11 @@ export function requestIdOf(req: Request): string {
 /** Names listed in a Connection header value, lower case. */
 function connectionTokens(value: string | null): string[] | null {
   if (value === null) return null;
+  // the common values (every keep-alive upstream sends one) list nothing
+  if (value.length <= 10) {
+    const v = value.toLowerCase();
+    if (v === "keep-alive" || v === "close") return null;
+  }
   const out: string[] = [];
   for (const t of value.split(",")) {
     const n = t.trim().toLowerCase();
@@ -184,10 +189,13 @@ export function stripResponseHopHeaders(h: Headers): void {
   for (let i = 0; i < HOP_RESPONSE.length; i++) h.delete(HOP_RESPONSE[i]!);
 }
 
+/** "0" … "9": attempt numbers as header values without a string allocation per request. */
+export const ATTEMPT_TEXT: readonly string[] = Array.from({ length: 10 }, (_, i) => String(i));
+
 /** Headers Hecate adds to every proxied response, then the route's response ops. */
 export function decorateResponseHeaders(h: Headers, ex: Exchange, route: CompiledRoute, attempt: number): void {
   h.set("x-request-id", ex.requestId);
-  h.set("x-retry-attempt", String(attempt));
+  h.set("x-retry-attempt", attempt < ATTEMPT_TEXT.length ? ATTEMPT_TEXT[attempt]! : String(attempt));
   const via = h.get("via");
   h.set("via", via !== null ? `${via}, 1.1 hecate` : "1.1 hecate");
   for (let i = 0; i < route.respRemove.length; i++) h.delete(route.respRemove[i]!);

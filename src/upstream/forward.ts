@@ -5,7 +5,7 @@ import { ProxyError, errorResponse } from "../errors.ts";
 import type { CompiledRoute, RetrySettings } from "../config/compile.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { Runtime } from "../runtime/runtime.ts";
-import { upstreamRequestHeaders, stripResponseHopHeaders, decorateResponseHeaders } from "../pipeline/headers.ts";
+import { upstreamRequestHeaders, stripResponseHopHeaders, decorateResponseHeaders, ATTEMPT_TEXT } from "../pipeline/headers.ts";
 import { selectUpstream, issueSticky } from "./select.ts";
 import type { UpstreamTarget } from "./target.ts";
 import type { UpstreamResponse } from "./transport.ts";
@@ -133,6 +133,7 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
     body = new RetryBody(capped(req.body, cap, () => (overCap = true), req.signal, rearmIdle(ex), ended), retry.retryBufferBytes);
   }
 
+  const baseLen = baseHeaders.length;
   const idempotencyKey = ex.reqIdempotencyKey;
   const idempotent = IDEMPOTENT.has(ex.method) || idempotencyKey;
   if (bodyEnded && route.timeoutMs > 0) deadline = (body === null ? ex.start : performance.now()) + route.timeoutMs;
@@ -188,8 +189,9 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
         if (b !== Infinity) sig.armAt(at + b);
       };
 
-    const headers = baseHeaders.slice();
-    headers.push("x-hecate-retry-attempt", String(attempt));
+    // the first attempt sends the list itself; a retry copies its request part
+    const headers = attempt === 0 ? baseHeaders : baseHeaders.slice(0, baseLen);
+    headers.push("x-hecate-retry-attempt", attempt < ATTEMPT_TEXT.length ? ATTEMPT_TEXT[attempt]! : String(attempt));
     const token = hooks.attemptStart(ex, t, attempt, headers);
     const state = t.state;
     state.inflight++;
