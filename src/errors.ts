@@ -51,6 +51,11 @@ export class ProxyError extends Error {
   }
 }
 
+/** The client went away before its answer (logged as 499; never retried). */
+export function clientGone(cause?: unknown): ProxyError {
+  return new ProxyError("client_gone", "client closed the request", { source: "downstream", cause });
+}
+
 const TEXT = "text/plain; charset=utf-8";
 
 /** A Hecate-generated answer: short text/plain body ending in a newline, with X-Request-Id. */

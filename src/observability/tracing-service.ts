@@ -1,7 +1,7 @@
 // Turns tracing on for runtimes whose config names an OTLP endpoint. OpenTelemetry (tracing.ts
-// and the SDK under it) is imported only then: loaded but unused, its modules made every
-// young-generation GC pause ~40% longer (measured: 0.73 → 1.0 ms per Eden collection, which a
-// proxy's p99 latency shows directly).
+// and the SDK under it) is imported only then, so a process that does not trace does not load
+// it. (Measured: no change in Hecate's GC pauses — the exporters, which are much larger, were
+// already imported on demand.)
 import { services } from "../runtime/start.ts";
 import { resolveExporterTarget } from "./tracing-target.ts";
 

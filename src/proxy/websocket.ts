@@ -21,7 +21,7 @@
 // in flight (rt.inflight, the upstream's in-flight count) until both sides have closed, and is
 // logged then with status 101 and the bytes sent to the client.
 import type { ServerWebSocket, WebSocketHandler } from "bun";
-import { ProxyError, errorResponse, textResponse } from "../errors.ts";
+import { clientGone, ProxyError, errorResponse, textResponse } from "../errors.ts";
 import type { CompiledRoute } from "../config/compile.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { Runtime } from "../runtime/runtime.ts";
@@ -110,7 +110,7 @@ function openUpstream(url: string, headers: Headers, protocols: string[], timeou
     };
     const onAbort = () => {
       ws.terminate();
-      settle({ error: new ProxyError("client_gone", "client closed the request", { source: "downstream" }) });
+      settle({ error: clientGone() });
     };
     const timer = setTimeout(() => {
       ws.terminate();
@@ -203,7 +203,7 @@ export async function proxyWebSocket(ex: Exchange, route: CompiledRoute, rt: Run
     hooks.retry(ex, route, "connect_error");
     const pause = Math.random() * Math.min(retry.backoffBaseMs * 2 ** attempt, retry.backoffMaxMs);
     if (pause >= 1) await Bun.sleep(pause);
-    if (req.signal.aborted) return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+    if (req.signal.aborted) return fail(ex, rt, clientGone());
   }
 }
 

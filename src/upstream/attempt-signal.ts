@@ -11,11 +11,11 @@
 // waiting after CLIENT_WATCH_MS subscribes then (Bun hands out an already-aborted signal when
 // the client left before it was asked for, so nothing is missed: a departure is noticed at
 // most CLIENT_WATCH_MS late).
+import { clientGone, ProxyError } from "../errors.ts";
+import type { AbortLike } from "./transport.ts";
+
 /** How long an attempt runs before it watches the client's signal, ms. */
 export const CLIENT_WATCH_MS = 20;
-
-import { ProxyError } from "../errors.ts";
-import type { AbortLike } from "./transport.ts";
 
 type Listener = EventListenerObject | (() => void);
 let ABORT_EVENT: Event | null = null;
@@ -127,10 +127,6 @@ export class AttemptSignal implements AbortLike {
       schedule(d);
     }
   }
-}
-
-function clientGone(): ProxyError {
-  return new ProxyError("client_gone", "client closed the request", { source: "downstream" });
 }
 
 // --- deadlines ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 // "http2"`; Bun then multiplexes them over one connection per origin (checked: 20 concurrent
 // requests, one TLS connection). HTTP/1.1 requests use fetch's keep-alive pool.
 import { ProxyError } from "../errors.ts";
-import type { AbortLike, UpstreamRequest, UpstreamResponse, UpstreamTransport } from "./transport.ts";
+import { abortError, type AbortLike, type UpstreamRequest, type UpstreamResponse, type UpstreamTransport } from "./transport.ts";
 import { toAbortSignal } from "./attempt-signal.ts";
 import { AlpnCache, ALPN_H2 } from "./alpn.ts";
 
@@ -69,11 +69,7 @@ export class FetchTransport implements UpstreamTransport {
 
 export function mapFetchError(e: unknown, signal: AbortLike): ProxyError {
   if (e instanceof ProxyError) return e;
-  if (signal.aborted) {
-    const reason = signal.reason;
-    if (reason instanceof ProxyError) return reason;
-    return new ProxyError("client_gone", "client closed the request", { source: "downstream" });
-  }
+  if (signal.aborted) return abortError(signal);
   const code = (e as { code?: string }).code ?? "";
   if (CONNECT_CODES.has(code)) return new ProxyError("connect_error", `upstream connect failed: ${code}`, { retryable: true, cause: e });
   return new ProxyError("upstream_reset", `upstream error: ${code || (e as Error).message}`, { cause: e });

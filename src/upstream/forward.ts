@@ -1,7 +1,7 @@
 // The only code that sends a request upstream: body handling (cap, retry buffer), attempts
 // with retries and backoff (SPEC §3.7), breaker accounting, timeouts, and the streaming
 // response back to the client (SPEC §3.6).
-import { ProxyError, errorResponse } from "../errors.ts";
+import { clientGone, ProxyError, errorResponse } from "../errors.ts";
 import type { CompiledRoute, RetrySettings } from "../config/compile.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { Runtime } from "../runtime/runtime.ts";
@@ -55,7 +55,7 @@ function capped(body: ReadableStream<Uint8Array>, cap: number, onOver: () => voi
         if (!done) touch();
         if (done) {
           await new Promise<void>((r) => setImmediate(r));
-          if (client.aborted) return c.error(new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+          if (client.aborted) return c.error(clientGone());
           onEnd();
           return c.close();
         }
@@ -118,7 +118,7 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
         try {
           body = await readBody(req.body, cl, rearmIdle(ex));
         } catch {
-          return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+          return fail(ex, rt, clientGone());
         }
       } else {
         bodyEnded = false;
@@ -214,7 +214,7 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
       err = e instanceof ProxyError ? e : new ProxyError("upstream_reset", `upstream error: ${(e as Error).message}`, { cause: e });
       if (sig.aborted && sig.reason !== undefined) err = sig.reason;
       // a client that left may fail the attempt through its body stream before the watch saw it
-      else if (err.code !== "client_gone" && req.signal.aborted) err = new ProxyError("client_gone", "client closed the request", { source: "downstream", cause: err });
+      else if (err.code !== "client_gone" && req.signal.aborted) err = clientGone(err);
     }
     onBodyEnd = null;
     sig.disarm();
@@ -253,7 +253,7 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
       if (!canRetry) break;
       hooks.retry(ex, route, err.code === "timeout" ? "timeout" : err.code === "connect_error" ? "connect_error" : "status_5xx");
       if (!(await sleepBackoff(retry, attempt + 1, deadline, req.signal))) {
-        if (req.signal.aborted) return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+        if (req.signal.aborted) return fail(ex, rt, clientGone());
         lastErr = new ProxyError("timeout", "upstream timed out", { source: "upstream" });
         break;
       }
@@ -286,7 +286,7 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
       if (req.signal.aborted) {
         state.inflight--;
         r.body?.cancel().catch(() => {});
-        return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+        return fail(ex, rt, clientGone());
       }
     }
     return respond(ex, route, rt, r, attempt, t);
@@ -358,7 +358,7 @@ function noBody(method: string): ProxyError {
  */
 async function rejectFraming(ex: Exchange, rt: Runtime, err: ProxyError): Promise<Response> {
   await new Promise<void>((r) => setImmediate(r));
-  if (ex.req.signal.aborted) return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+  if (ex.req.signal.aborted) return fail(ex, rt, clientGone());
   const res = fail(ex, rt, err);
   res.headers.set("connection", "close");
   return res;
@@ -447,7 +447,7 @@ async function respondBuffered(ex: Exchange, rt: Runtime, r: UpstreamResponse, h
     reader.cancel().catch(() => {});
     state.inflight--;
     state.lastError = `body: ${(e as Error).message}`;
-    if (ex.req.signal.aborted) return fail(ex, rt, new ProxyError("client_gone", "client closed the request", { source: "downstream" }));
+    if (ex.req.signal.aborted) return fail(ex, rt, clientGone());
     return fail(ex, rt, new ProxyError("bad_response", "bad response from upstream", { cause: e }));
   }
   signal.removeEventListener("abort", onClientGone);

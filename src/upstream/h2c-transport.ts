@@ -10,7 +10,7 @@
 // (Bun.serve cannot send response trailers).
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
 import { ProxyError } from "../errors.ts";
-import type { AbortLike, UpstreamRequest, UpstreamResponse, UpstreamTransport } from "./transport.ts";
+import { abortError, type AbortLike, type UpstreamRequest, type UpstreamResponse, type UpstreamTransport } from "./transport.ts";
 import type { UpstreamTarget } from "./target.ts";
 
 const { NGHTTP2_CANCEL } = http2.constants;
@@ -21,11 +21,6 @@ const CONNECT_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENE
 interface Session {
   s: ClientHttp2Session;
   connected: boolean;
-}
-
-function abortError(signal: AbortLike): ProxyError {
-  const r = signal.reason;
-  return r instanceof ProxyError ? r : new ProxyError("client_gone", "client closed the request", { source: "downstream" });
 }
 
 export class H2cTransport implements UpstreamTransport {

@@ -1,6 +1,7 @@
 // The one interface between the pipeline and the network on the upstream side. The pipeline
 // never calls fetch or opens sockets itself, so a transport can be replaced without touching it.
 import type { UpstreamTarget } from "./target.ts";
+import { clientGone, ProxyError } from "../errors.ts";
 
 export interface UpstreamRequest {
   method: string;
@@ -32,6 +33,12 @@ export interface AbortLike {
   readonly reason: unknown;
   addEventListener(type: "abort", listener: EventListenerObject | (() => void)): void;
   removeEventListener(type: "abort", listener: EventListenerObject | (() => void)): void;
+}
+
+/** Why an attempt's signal fired: its ProxyError reason, else the client went away. */
+export function abortError(signal: AbortLike): ProxyError {
+  const r = signal.reason;
+  return r instanceof ProxyError ? r : clientGone();
 }
 
 export interface UpstreamResponse {

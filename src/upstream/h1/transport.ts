@@ -15,7 +15,7 @@
 // close; anything else closes it.
 import type { Socket, SocketHandler } from "bun";
 import { ProxyError } from "../../errors.ts";
-import type { AbortLike, UpstreamRequest, UpstreamResponse, UpstreamTransport } from "../transport.ts";
+import { abortError, type UpstreamRequest, type UpstreamResponse, type UpstreamTransport } from "../transport.ts";
 import { ConnPool, type OriginPool, type PoolOptions } from "./pool.ts";
 import { FRAMING_NONE, ResponseParser, STEP_BODY, STEP_DONE, STEP_ERROR, STEP_HEAD, STEP_MORE } from "./parser.ts";
 import { H1Tunnel } from "./tunnel.ts";
@@ -79,11 +79,6 @@ const SMALL_CHUNK = 16 * 1024;
 /** Stop reusing a connection this long before the upstream's announced keep-alive timeout. */
 const KEEP_ALIVE_MARGIN_MS = 1000;
 const noop = () => {};
-
-function abortError(signal: AbortLike): ProxyError {
-  const r = signal.reason;
-  return r instanceof ProxyError ? r : new ProxyError("client_gone", "client closed the request", { source: "downstream" });
-}
 
 type Origin = OriginPool<Conn, Exchange>;
 
@@ -487,10 +482,9 @@ class Exchange {
           if (ctrl !== null) {
             const a = p.bodyStart;
             const b = p.bodyEnd;
-            // A piece of a larger read (a chunked body: Bun reads up to 512 KiB at once) that
-            // will wait in a queue — the consumer is behind — is copied: a view would keep the
-            // whole read alive for as long as the slowest of its pieces waits (measured: ~8×
-            // the waiting bytes per slow reader).
+            // A piece that is less than half of its socket read (a chunked body: Bun reads up
+            // to 512 KiB at once) is copied: a view would keep the whole read alive for as long
+            // as that piece waits for a slow client (measured: ~8× the waiting bytes).
             ctrl.enqueue(a === 0 && b === chunk.length ? chunk : (b - a) * 2 < chunk.length ? chunk.slice(a, b) : chunk.subarray(a, b));
             if (!c.paused && ctrl.desiredSize! <= 0) {
               c.paused = true;
