@@ -53,6 +53,29 @@ test("an abort before the deadline takes the attempt out of the deadline set", (
   expect(armedAttempts()).toBe(0);
 });
 
+test("many attempts, disarmed out of order: the rest still time out, each at its own deadline", async () => {
+  const t0 = performance.now();
+  const all = Array.from({ length: 40 }, (_, i) => {
+    const s = new AttemptSignal();
+    s.armAt(t0 + 40 + (i % 4) * 20);
+    return s;
+  });
+  expect(armedAttempts()).toBe(40);
+  // take out every third one, from the middle and both ends of the list
+  const gone = all.filter((_, i) => i % 3 === 0);
+  for (const s of [...gone].reverse()) s.disarm();
+  const kept = all.filter((_, i) => i % 3 !== 0);
+  expect(armedAttempts()).toBe(kept.length);
+  const at = await Promise.all(kept.map(aborted));
+  kept.forEach((s, k) => {
+    const i = all.indexOf(s);
+    expect(s.reason!.code).toBe("timeout");
+    expect(at[k]! - t0).toBeGreaterThanOrEqual(39 + (i % 4) * 20);
+  });
+  expect(gone.every((s) => !s.aborted)).toBe(true);
+  expect(armedAttempts()).toBe(0);
+});
+
 test("toAbortSignal follows the attempt with the same reason", () => {
   const s = new AttemptSignal();
   const sig = toAbortSignal(s);
