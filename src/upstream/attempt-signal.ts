@@ -3,8 +3,8 @@
 // profile put at ~7% of a proxied 1 KiB request (EventTarget listeners on two signals, a timer
 // armed and cleared): an attempt is a plain object with one listener slot, and deadlines live
 // in one array swept by a single timer aimed at the earliest deadline — a request costs an
-// array push and a swap-remove, not a timer. Fetch-based transports, which need a real AbortSignal, get one
-// from `toAbortSignal` (only they pay for it).
+// array push and a swap-remove, not a timer. Fetch-based transports, which need a real
+// AbortSignal, get one from `toAbortSignal` (only they pay for it).
 //
 // The client's own signal is not touched while the answer is quick: Bun creates `req.signal`
 // lazily, and creating it plus one listener cost ~3% of a 1 KiB request. An attempt still
@@ -139,11 +139,11 @@ export class AttemptSignal implements AbortLike {
 // the list; the timer then fires for nothing and re-aims at the earliest remaining deadline
 // (one scan of the attempts in flight, at most once per timeout period).
 //
-// A plain array with swap-remove, not a Set: measured with BUN_JSC_logGC=2 on Bun 1.4.5, a
-// module-level Set that gains and loses an entry per request made every young-generation
-// collection visit ~200 KB more (its table keeps churned entries until it rehashes) and
-// lengthened each pause by ~0.2 ms at 30k requests/s; the array stays as long as the number
-// of attempts in flight.
+// A plain array with swap-remove, not a Set: measured with BUN_JSC_logGC=2 on Bun 1.4.5, the
+// module-level Set that gained and lost an entry per request made every young-generation
+// collection visit ~550 KB at ~30k requests/s (~25 KB with the array) and lengthened each
+// pause by ~0.2 ms (bench/RESULTS.md, third session). Why a Set does that was not
+// established; the array never holds more than the attempts in flight.
 const live: AttemptSignal[] = [];
 
 function unlist(a: AttemptSignal): void {
