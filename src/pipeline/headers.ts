@@ -190,12 +190,17 @@ export function stripResponseHopHeaders(h: Headers): void {
 }
 
 /** "0" … "9": attempt numbers as header values without a string allocation per request. */
-export const ATTEMPT_TEXT: readonly string[] = Array.from({ length: 10 }, (_, i) => String(i));
+const ATTEMPT_TEXT: readonly string[] = Array.from({ length: 10 }, (_, i) => String(i));
+
+/** An attempt number as a header value. */
+export function attemptText(n: number): string {
+  return n < ATTEMPT_TEXT.length ? ATTEMPT_TEXT[n]! : String(n);
+}
 
 /** Headers Hecate adds to every proxied response, then the route's response ops. */
 export function decorateResponseHeaders(h: Headers, ex: Exchange, route: CompiledRoute, attempt: number): void {
   h.set("x-request-id", ex.requestId);
-  h.set("x-retry-attempt", attempt < ATTEMPT_TEXT.length ? ATTEMPT_TEXT[attempt]! : String(attempt));
+  h.set("x-retry-attempt", attemptText(attempt));
   const via = h.get("via");
   h.set("via", via !== null ? `${via}, 1.1 hecate` : "1.1 hecate");
   for (let i = 0; i < route.respRemove.length; i++) h.delete(route.respRemove[i]!);

@@ -5,10 +5,10 @@ import { clientGone, ProxyError, errorResponse } from "../errors.ts";
 import type { CompiledRoute, RetrySettings } from "../config/compile.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { Runtime } from "../runtime/runtime.ts";
-import { upstreamRequestHeaders, stripResponseHopHeaders, decorateResponseHeaders, ATTEMPT_TEXT } from "../pipeline/headers.ts";
+import { upstreamRequestHeaders, stripResponseHopHeaders, decorateResponseHeaders, attemptText } from "../pipeline/headers.ts";
 import { selectUpstream, issueSticky } from "./select.ts";
 import type { UpstreamTarget } from "./target.ts";
-import type { UpstreamResponse } from "./transport.ts";
+import { bytesStream, type UpstreamResponse } from "./transport.ts";
 import { hooks } from "../pipeline/hooks.ts";
 import { StreamIdle } from "../proxy/stream-idle.ts";
 import { RetryBody } from "./retry-body.ts";
@@ -191,7 +191,7 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
 
     // the first attempt sends the list itself; a retry copies its request part
     const headers = attempt === 0 ? baseHeaders : baseHeaders.slice(0, baseLen);
-    headers.push("x-hecate-retry-attempt", attempt < ATTEMPT_TEXT.length ? ATTEMPT_TEXT[attempt]! : String(attempt));
+    headers.push("x-hecate-retry-attempt", attemptText(attempt));
     const token = hooks.attemptStart(ex, t, attempt, headers);
     const state = t.state;
     state.inflight++;
@@ -383,16 +383,6 @@ function fail(ex: Exchange, rt: Runtime, err: ProxyError): Response {
  * the client's response early (as any streaming proxy does).
  */
 export const RESPONSE_BUFFER_BYTES = 12 * 1024;
-
-/** A body already in memory, as a one-chunk stream (see RESPONSE_BUFFER_BYTES). */
-function bytesStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
-    start(c) {
-      c.enqueue(bytes);
-      c.close();
-    },
-  });
-}
 
 /** Build the client's response around the upstream one; finish when its body is done. */
 function respond(ex: Exchange, route: CompiledRoute, rt: Runtime, r: UpstreamResponse, attempt: number, t: UpstreamTarget): Response | Promise<Response> {

@@ -41,11 +41,21 @@ export function abortError(signal: AbortLike): ProxyError {
   return r instanceof ProxyError ? r : clientGone();
 }
 
+/** A body already in memory as a one-chunk stream (none for an empty body). */
+export function bytesStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    start(c) {
+      if (bytes.byteLength > 0) c.enqueue(bytes);
+      c.close();
+    },
+  });
+}
+
 export interface UpstreamResponse {
   status: number;
   statusText: string;
   headers: Headers;
-  /** null for responses without a body (HEAD, 204, 304) and when `bodyBytes` is set. */
+  /** null for responses without a body (HEAD, 204, 304); with `bodyBytes`, a stream of them made on demand. */
   body: ReadableStream<Uint8Array> | null;
   /** The transport already left out the hop-by-hop fields (headers.ts endToEndHeaders). */
   hopStripped?: boolean;

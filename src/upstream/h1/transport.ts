@@ -15,7 +15,7 @@
 // close; anything else closes it.
 import type { Socket, SocketHandler } from "bun";
 import { ProxyError } from "../../errors.ts";
-import { abortError, type UpstreamRequest, type UpstreamResponse, type UpstreamTransport } from "../transport.ts";
+import { abortError, bytesStream, type UpstreamRequest, type UpstreamResponse, type UpstreamTransport } from "../transport.ts";
 import { ConnPool, type OriginPool, type PoolOptions } from "./pool.ts";
 import { FRAMING_NONE, ResponseParser, STEP_BODY, STEP_DONE, STEP_ERROR, STEP_HEAD, STEP_MORE } from "./parser.ts";
 import { H1Tunnel } from "./tunnel.ts";
@@ -45,13 +45,7 @@ class InlineResponse implements H1UpgradeResponse {
     readonly hopStripped: boolean,
   ) {}
   get body(): ReadableStream<Uint8Array> {
-    const bytes = this.bodyBytes;
-    return (this.stream ??= new ReadableStream<Uint8Array>({
-      start(c) {
-        if (bytes.byteLength > 0) c.enqueue(bytes);
-        c.close();
-      },
-    }));
+    return (this.stream ??= bytesStream(this.bodyBytes));
   }
 }
 
