@@ -13,13 +13,13 @@
 # fails, when the probe p99 exceeds PROBE_P99_MS (default 100), or when RSS grows by more than
 # RSS_GROWTH_MB (default 128). KEEP=1 keeps the work directory (logs, probe timings).
 #
-# Measured here (2 cores, loopback, 200 connections, 10 s each): -H and -B pass (probe p99
-# ~10 ms, RSS +6 MiB); -X fails: each slow reader holds ~1 MiB in Hecate's user space, mostly
-# the upstream read in flight (Bun reads up to 512 KiB at once) and what Bun.serve took of it:
-# RSS 58 → 226–253 MiB peak; and 2–4 probes during the first two seconds (while the slow readers
-# connect) take 0.2–0.7 s, Hecate's time going to the kernel filling the slow clients' send
-# buffers (bench/RESULTS.md, docs/hardening.md). The probe has its own upstream, so it measures
-# the proxy and not the attacked upstream.
+# Measured here (2 cores, loopback; bench/RESULTS.md, fourth session): 200 connections, 10 s:
+# -X passes since proxy.server.sendLowWatermarkBytes (probe p99 4–6 ms, RSS 58 → ~97 → 65 MiB;
+# before: p99 417 ms, peak 327 MiB, the kernel copying megabytes into each slow reader's send
+# buffer). The default run (1,000 connections, 60 s each) passes; -X alone from a fresh process
+# with 1,000 readers fails the RSS bound (+137 MiB): each slow reader holds ~100 KB of the last
+# upstream read plus Bun.serve's copy of the unsent piece (docs/hardening.md). The probe has its
+# own upstream, so it measures the proxy and not the attacked upstream.
 set -euo pipefail
 
 DURATION=${DURATION:-60}

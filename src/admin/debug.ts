@@ -18,7 +18,7 @@ export function debugVars(rt: Runtime): Response {
   const m = process.memoryUsage();
   return json({
     cmdline: process.argv,
-    memstats: { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal },
+    memstats: { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers },
     uptimeSec: Math.round((Date.now() - rt.startedAt) / 1000),
     generation: rt.gen.id,
     requests: rt.requests,

@@ -274,6 +274,7 @@ export const ConfigSchema = obj({
       idleTimeoutSec: v.optional(num(0), 90),
       maxHeaderBytes: v.optional(int(1), 1048576),
       shutdownTimeoutSec: v.optional(num(0), 15),
+      sendLowWatermarkBytes: v.optional(int(0), 16384),
     }),
   }),
   tls: v.optional(TlsSchema),

@@ -33,6 +33,7 @@ import { parseListen, type ListenAddress } from "../config/compile.ts";
 import type { CompiledTls } from "../tls/compile-tls.ts";
 import { writeSelfSigned, TlsWriteError } from "../tls/write-self-signed.ts";
 import { websocketHandler } from "../proxy/websocket.ts";
+import { setNotSentLowWatermark } from "./socket-options.ts";
 
 export interface Listeners {
   /** The public TCP listener (replaced when a reload re-binds it with new certificates). */
@@ -85,6 +86,8 @@ interface PublicSetup {
   readonly idle: number;
   readonly wsIdle: number;
   readonly reusePort: boolean;
+  /** TCP_NOTSENT_LOWAT for accepted connections (0 = kernel default); socket-options.ts. */
+  readonly lowat: number;
   /** Set once, right after the setup exists (the Alt-Svc wrapper reads `altSvc` from it). */
   tcpHandler: Handler;
   readonly h3Handler: Handler | null;
@@ -111,7 +114,7 @@ function protocols(s: PublicSetup): string[] {
 }
 
 function bindTcp(s: PublicSetup, tls: CompiledTls | null, port: number): Server<unknown> {
-  return serveOrFail("proxy.listen", s.tcpAddr, {
+  const server = serveOrFail("proxy.listen", s.tcpAddr, {
     hostname: s.tcpAddr.hostname,
     port,
     reusePort: s.reusePort,
@@ -124,6 +127,8 @@ function bindTcp(s: PublicSetup, tls: CompiledTls | null, port: number): Server<
     websocket: { ...websocketHandler, idleTimeout: s.wsIdle },
     error: onError,
   } as never);
+  setNotSentLowWatermark(server.port!, s.lowat);
+  return server;
 }
 
 function bindH3(s: PublicSetup, tls: CompiledTls, port: number): Server<unknown> {
@@ -198,6 +203,7 @@ export function startListeners(rt: Runtime, opts: { reusePort?: boolean; admin?:
     wsIdle: idleSec === 0 ? 0 : Math.min(960, Math.max(8, Math.round(idleSec))),
     // TLS listeners always set SO_REUSEPORT so that a certificate reload can bind beside them.
     reusePort: isTls || (opts.reusePort ?? false),
+    lowat: cfg.proxy.server.sendLowWatermarkBytes,
     tcpHandler: base,
     h3Handler: h3 ? createHandler(rt, true, "HTTP/3") : null,
     altSvc: "",

@@ -42,6 +42,7 @@ export const RESTART_KEYS = [
   "proxy.enableH2C",
   "proxy.workers",
   "proxy.server.idleTimeoutSec",
+  "proxy.server.sendLowWatermarkBytes",
   "admin.listen",
   "tls",
   "telemetry.otlpEndpoint",

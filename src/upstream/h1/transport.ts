@@ -9,7 +9,8 @@
 // written through a shared scratch buffer together with a small buffered body (one send()).
 // The response is parsed incrementally (parser.ts); send() resolves when the head is parsed,
 // with a pull-based body stream: the socket is paused while the stream holds more than
-// `bodyHighWaterMark` bytes, so a slow client slows the upstream instead of filling memory.
+// `bodyHighWaterMark` bytes (default 0: paused whenever nobody is waiting for a piece), so a
+// slow client slows the upstream instead of filling memory.
 // A connection goes back to the pool only when the response was read to its end, was
 // well-formed, nothing followed it, the request was fully written and neither side asked to
 // close; anything else closes it.
@@ -26,7 +27,12 @@ export { H1Tunnel, type TunnelHandlers } from "./tunnel.ts";
 export interface H1TransportOptions extends PoolOptions {
   /** Largest response head (and trailer section) accepted, bytes. Default 65536. */
   maxHeaderBytes?: number;
-  /** Response bytes buffered in the body stream before the socket is paused. Default 65536 (a slow client holds little memory). */
+  /**
+   * Response bytes buffered in the body stream before the socket is paused. Default 0: what
+   * one socket read brought beyond the piece being asked for waits, and the socket stays
+   * paused until the next pull. With 64 KiB, 1,000 slow readers held ~134 KB of buffers each,
+   * with 0 ~97 KB (bench/hostile.sh -X; 64 KiB responses and a 512 MiB download are as fast).
+   */
   bodyHighWaterMark?: number;
 }
 
@@ -708,7 +714,7 @@ export class H1Transport implements UpstreamTransport {
 
   constructor(opts: H1TransportOptions = {}) {
     this.maxHeaderBytes = opts.maxHeaderBytes ?? 64 * 1024;
-    this.bodyStrategy = { highWaterMark: opts.bodyHighWaterMark ?? 64 * 1024, size: chunkSize };
+    this.bodyStrategy = { highWaterMark: opts.bodyHighWaterMark ?? 0, size: chunkSize };
     this.pool = new ConnPool<Conn, Exchange>(opts);
   }
 
