@@ -336,6 +336,8 @@ test("10,000 idle connections: served alongside, closed by idleTimeoutSec; flowi
     sentUp += 100;
   }, 200);
   const down = await slowReader("/big", 64 * 1024);
+  let downClosedAt = -1;
+  down.socket.on("close", () => (downClosedAt = performance.now() - t0));
 
   const loop = probeLoop(hp.port);
   await Bun.sleep(2000);
@@ -352,6 +354,11 @@ test("10,000 idle connections: served alongside, closed by idleTimeoutSec; flowi
   expect(lastClose).toBeGreaterThan((IDLE_SEC - 4) * 1000);
   // the flowing upload and download outlived every idle connection
   await Bun.sleep(1500);
+  if (upClosed || down.closed) {
+    // say why, for a run where it happens: when, and what Hecate logged
+    console.log(`idle: upload closed ${upClosed}, download closed at ${downClosedAt.toFixed(0)} ms; hecate warnings/errors:`);
+    for (const l of hp.lines) if (l.level === "warn" || l.level === "error") console.log(JSON.stringify(l));
+  }
   expect(upClosed).toBe(false);
   expect(down.closed).toBe(false);
   expect(down.received).toBeGreaterThan(64 * 1024 * IDLE_SEC);
