@@ -201,8 +201,13 @@ function kernelQueued(ports: number[]): number {
   return n;
 }
 
-/** A client that reads `path` at `bytesPerSec`; counts what it got. */
-async function slowReader(path: string, bytesPerSec: number) {
+/**
+ * A client that reads `path` at `bytesPerSec`; counts what it got. `maxPauseMs` caps each pause:
+ * a read can return up to 512 KiB (the client's receive buffer autotunes to megabytes), and at
+ * 64 KiB/s that is an 8 s pause — a client that takes nothing off the wire for idleTimeoutSec,
+ * which the proxy rightly cuts (nginx's send_timeout does the same).
+ */
+async function slowReader(path: string, bytesPerSec: number, maxPauseMs = Infinity) {
   const s = await open();
   const r = { socket: s, received: 0, closed: false };
   s.on("error", () => {});
@@ -211,7 +216,7 @@ async function slowReader(path: string, bytesPerSec: number) {
     r.received += d.length;
     // read at bytesPerSec: after each chunk, stop reading for as long as it "should" have taken
     s.pause();
-    setTimeout(() => s.resume(), (d.length / bytesPerSec) * 1000);
+    setTimeout(() => s.resume(), Math.min(maxPauseMs, (d.length / bytesPerSec) * 1000));
   });
   s.write(`GET ${path} HTTP/1.1\r\nHost: h\r\n\r\n`);
   return r;
@@ -335,7 +340,8 @@ test("10,000 idle connections: served alongside, closed by idleTimeoutSec; flowi
     up.write(Buffer.alloc(100, 97));
     sentUp += 100;
   }, 200);
-  const down = await slowReader("/big", 64 * 1024);
+  // a download that keeps flowing: ~64 KiB/s, never more than 1 s without reading
+  const down = await slowReader("/big", 64 * 1024, 1000);
   let downClosedAt = -1;
   down.socket.on("close", () => (downClosedAt = performance.now() - t0));
 
