@@ -7,7 +7,7 @@
 // cleared and unreferenced one is collected. (`process.getActiveResourcesInfo()` exists in
 // Bun 1.4.5 but always answers [], so it cannot see a leak.)
 import { test, expect, afterAll } from "bun:test";
-import { copyFileSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { heapStats } from "bun:jsc";
@@ -82,6 +82,18 @@ function timers(): number {
   return heapStats().objectTypeCounts.Timeout ?? 0;
 }
 const fds = () => readdirSync("/proc/self/fd").length;
+/** fd → what it points at (socket:[inode], pipe:[…], a path), to name new descriptors. */
+function fdTargets(): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const fd of readdirSync("/proc/self/fd")) {
+    try {
+      m.set(fd, readlinkSync(`/proc/self/fd/${fd}`));
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return m;
+}
 
 async function reloads(from: number, n: number): Promise<void> {
   for (let i = from; i < from + n; i++) {
@@ -102,6 +114,7 @@ test("1,000 reloads: no timer, descriptor, registry or memory growth", async () 
   await reloads(0, 200);
   const t0 = timers();
   const f0 = fds();
+  const targets0 = fdTargets();
   const states0 = h.rt.registry.byUrl.size;
   const breakers0 = h.rt.registry.breakers.size;
   const rss0 = process.memoryUsage().rss;
@@ -117,6 +130,10 @@ test("1,000 reloads: no timer, descriptor, registry or memory growth", async () 
   const rss1 = process.memoryUsage().rss;
   const mib = (n: number) => (n / 2 ** 20).toFixed(1);
   console.log(`timers ${t0} → ${t1}, fds ${f0} → ${f1}, heap ${mib(heap0)} → ${mib(heap1)} MiB, rss ${mib(rss0)} → ${mib(rss1)} MiB`);
+  if (f1 > f0) {
+    const added = [...fdTargets()].filter(([fd, to]) => targets0.get(fd) !== to).map(([fd, to]) => `${fd} → ${to}`);
+    console.log(`new descriptors: ${added.join(", ")}`);
+  }
   // the variant after 1,200 reloads is the same as after 200 (both even)
   expect(t1).toBeLessThanOrEqual(t0 + 2);
   expect(f1).toBeLessThanOrEqual(f0 + 4);
