@@ -17,9 +17,9 @@
 # -X passes since proxy.server.sendLowWatermarkBytes (probe p99 4–6 ms, RSS 58 → ~97 → 65 MiB;
 # before: p99 417 ms, peak 327 MiB, the kernel copying megabytes into each slow reader's send
 # buffer). The default run (1,000 connections, 60 s each) passes; -X alone from a fresh process
-# with 1,000 readers fails the RSS bound (+132–155 MiB): each slow reader holds ~100 KB of the last
-# upstream read plus Bun.serve's copy of the unsent piece (docs/hardening.md). The probe has its
-# own upstream, so it measures the proxy and not the attacked upstream.
+# with 1,000 readers passes since the transport reads paused upstream sockets itself, a bounded
+# amount per pull (RSS +77–80 MiB; was +132–155 with Bun's reads of up to 512 KiB: docs/hardening.md).
+# The probe has its own upstream, so it measures the proxy and not the attacked upstream.
 set -euo pipefail
 
 DURATION=${DURATION:-60}

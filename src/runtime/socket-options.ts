@@ -1,4 +1,7 @@
-// TCP_NOTSENT_LOWAT on the public listener (`proxy.server.sendLowWatermarkBytes`).
+// Socket calls Bun does not offer, made with libc through bun:ffi (Linux; elsewhere they report
+// failure and callers fall back): TCP_NOTSENT_LOWAT on the public listener
+// (`proxy.server.sendLowWatermarkBytes`), and a bounded non-blocking recv() for the upstream
+// transport (`recvNow`, below).
 //
 // Why: a client that reads slowly (slowhttptest -X) lets the kernel queue as much of a response
 // as its send buffer holds, and on Linux that buffer autotunes to megabytes (tcp_wmem max 4 MiB;
@@ -18,7 +21,7 @@
 // setsockopt through bun:ffi. Where that is impossible (not Linux, no libc found) it logs one
 // warning and the listener works as before.
 import { readdirSync } from "node:fs";
-import { dlopen, FFIType, ptr, type Pointer } from "bun:ffi";
+import { dlopen, FFIType, ptr, read, type Pointer } from "bun:ffi";
 import { log } from "../observability/log.ts";
 
 const SOL_SOCKET = 1;
@@ -32,6 +35,8 @@ interface Libc {
   setsockopt(fd: number, level: number, name: number, value: Pointer, len: number): number;
   getsockopt(fd: number, level: number, name: number, value: Pointer, len: Pointer): number;
   getsockname(fd: number, addr: Pointer, len: Pointer): number;
+  recv(fd: number, buf: Pointer, len: number, flags: number): number;
+  __errno_location(): Pointer | null;
 }
 
 let libc: Libc | null | undefined;
@@ -44,6 +49,8 @@ function loadLibc(): Libc | null {
     setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
     getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
     getsockname: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+    recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64_fast },
+    __errno_location: { args: [], returns: FFIType.ptr }, // glibc and musl
   } as const;
   // glibc, then musl (the Alpine image) by its loader's name.
   for (const name of ["libc.so.6", `libc.musl-${process.arch === "arm64" ? "aarch64" : "x86_64"}.so.1`, "libc.so"]) {
@@ -108,4 +115,36 @@ export function setNotSentLowWatermark(port: number, bytes: number): number {
     });
   }
   return n;
+}
+
+const MSG_DONTWAIT = 0x40;
+const EINTR = 4;
+const EAGAIN = 11; // = EWOULDBLOCK on Linux
+/** recvNow: nothing to read now (or no libc here). */
+export const RECV_NONE = -1;
+/** recvNow: the socket failed (a reset, …); the error is consumed, the caller must treat it as one. */
+export const RECV_ERROR = -2;
+let recvLibc: Libc | null | undefined;
+
+/**
+ * Read at most `buf.length` bytes that the kernel already holds for socket `fd`, without
+ * blocking: the count (> 0); 0 at the end of the stream (it stays pending for Bun to see too);
+ * RECV_NONE when nothing is there yet or there is no libc here, and the caller lets Bun read
+ * the socket as usual; RECV_ERROR when the socket failed: recv() consumed the error, so Bun
+ * would see a plain end next, and the caller must fail the exchange itself.
+ */
+export function recvNow(fd: number, buf: Uint8Array): number {
+  if (recvLibc === undefined) {
+    try {
+      recvLibc = loadLibc();
+    } catch {
+      recvLibc = null;
+    }
+  }
+  if (recvLibc === null || fd < 0) return RECV_NONE;
+  const n = Number(recvLibc.recv(fd, ptr(buf), buf.length, MSG_DONTWAIT));
+  if (n >= 0) return n;
+  const at = recvLibc.__errno_location();
+  const errno = at === null ? EAGAIN : read.i32(at, 0);
+  return errno === EAGAIN || errno === EINTR ? RECV_NONE : RECV_ERROR;
 }

@@ -10,7 +10,10 @@
 // The response is parsed incrementally (parser.ts); send() resolves when the head is parsed,
 // with a pull-based body stream: the socket is paused while the stream holds more than
 // `bodyHighWaterMark` bytes (default 0: paused whenever nobody is waiting for a piece), so a
-// slow client slows the upstream instead of filling memory.
+// slow client slows the upstream instead of filling memory. A pull on a paused socket first
+// reads what the kernel already holds itself, a bounded amount (readSize), instead of resuming
+// the socket: Bun reads everything the kernel holds (up to 512 KiB) at once, and a slow client
+// would then keep all of it alive (bench/RESULTS.md, fifth session).
 // A connection goes back to the pool only when the response was read to its end, was
 // well-formed, nothing followed it, the request was fully written and neither side asked to
 // close; anything else closes it.
@@ -20,6 +23,7 @@ import { abortError, bytesStream, type UpstreamRequest, type UpstreamResponse, t
 import { ConnPool, type OriginPool, type PoolOptions } from "./pool.ts";
 import { FRAMING_NONE, ResponseParser, STEP_BODY, STEP_DONE, STEP_ERROR, STEP_HEAD, STEP_MORE } from "./parser.ts";
 import { H1Tunnel } from "./tunnel.ts";
+import { RECV_ERROR, recvNow } from "../../runtime/socket-options.ts";
 import { endToEndHeaders } from "../../pipeline/headers.ts";
 
 export { H1Tunnel, type TunnelHandlers } from "./tunnel.ts";
@@ -30,8 +34,9 @@ export interface H1TransportOptions extends PoolOptions {
   /**
    * Response bytes buffered in the body stream before the socket is paused. Default 0: what
    * one socket read brought beyond the piece being asked for waits, and the socket stays
-   * paused until the next pull. With 64 KiB, 1,000 slow readers held ~134 KB of buffers each,
-   * with 0 ~97 KB (bench/hostile.sh -X; 64 KiB responses and a 512 MiB download are as fast).
+   * paused until the next pull (which reads the kernel's queue itself, a bounded amount: see
+   * readSize). With 64 KiB, 1,000 slow readers held ~134 KB of buffers each, with 0 ~97 KB
+   * while Bun did the reads (bench/hostile.sh -X).
    */
   bodyHighWaterMark?: number;
 }
@@ -220,7 +225,7 @@ class Conn {
     this.finalize();
     if (ex !== null) {
       ex.conn = null;
-      ex.connClosed(this);
+      ex.connClosed(this, err !== undefined);
     }
     if (this.tunnel !== null) this.tunnel.onClose(err);
   }
@@ -254,6 +259,21 @@ class Conn {
       this.t.wake(this.op);
     }
   }
+}
+
+const MIN_READ = 16384;
+const MAX_READ = 262144;
+
+/**
+ * How much a pull reads from a paused socket. A body of a known length up to 256 KiB: all of
+ * it (one read for what has arrived). Any other: 16 KiB at first, then a quarter of what the
+ * response has brought so far, up to 256 KiB. A slow reader stops pulling within its first
+ * ~100 KB (the kernel and Bun.serve take that much), so it holds small reads; a fast download
+ * reaches large reads within its first MiB (1,000 slow readers: bench/RESULTS.md).
+ */
+function readSize(received: number, contentLength: number): number {
+  if (contentLength >= 0 && contentLength <= MAX_READ) return contentLength < MIN_READ ? MIN_READ : contentLength;
+  return received < MIN_READ * 4 ? MIN_READ : received >= MAX_READ * 4 ? MAX_READ : (received >>> 2) & ~4095;
 }
 
 const HANDLERS: SocketHandler<Conn> = {
@@ -484,8 +504,8 @@ class Exchange {
             const b = p.bodyEnd;
             // A piece that is less than half of its socket read (a chunked body: Bun reads up
             // to 512 KiB at once) is copied: a view would keep the whole read alive for as long
-            // as that piece waits for a slow client (measured: ~8× the waiting bytes).
-            ctrl.enqueue(a === 0 && b === chunk.length ? chunk : (b - a) * 2 < chunk.length ? chunk.slice(a, b) : chunk.subarray(a, b));
+            // as that piece waits for a slow client. (Not Buffer#slice: that is a view too.)
+            ctrl.enqueue(a === 0 && b === chunk.length ? chunk : (b - a) * 2 < chunk.length ? new Uint8Array(chunk.subarray(a, b)) : chunk.subarray(a, b));
             if (!c.paused && ctrl.desiredSize! <= 0) {
               c.paused = true;
               c.socket!.pause();
@@ -556,6 +576,12 @@ class Exchange {
     this.inline = null;
     r.body = new ReadableStream<Uint8Array>(this, this.t.bodyStrategy);
     for (const part of parts) this.ctrl!.enqueue(part);
+    // the rest of the body is read when it is asked for (pull), like every later piece
+    const c = this.conn!;
+    if (!c.paused && this.ctrl!.desiredSize! <= 0) {
+      c.paused = true;
+      c.socket!.pause();
+    }
     this.resolve(r);
   }
 
@@ -597,13 +623,13 @@ class Exchange {
     }
   }
 
-  /** The connection closed under us (not by us). */
-  connClosed(c: Conn): void {
+  /** The connection closed under us (not by us); `failed`: with an error (a reset), not a FIN. */
+  connClosed(c: Conn, failed: boolean): void {
     if (this.finished) return;
     const p = c.parser;
     if (this.settled) {
-      if (p.finish() === STEP_DONE) {
-        // close-delimited body: EOF is its end
+      if (p.finish() === STEP_DONE && !failed) {
+        // close-delimited body: a FIN is its end; a reset is not (nginx: "recv() failed")
         this.finished = true;
         this.req.signal.removeEventListener("abort", this);
         if (this.ctrl !== null) this.ctrl.close();
@@ -682,6 +708,20 @@ class Exchange {
   pull(): void {
     const c = this.conn;
     if (c !== null && c.paused && c.state === C_BUSY) {
+      // What the kernel already holds is read here, at most readSize() bytes, and the socket
+      // stays paused; only when it holds nothing does Bun read it again (an end of stream or an
+      // error stays pending for Bun to see).
+      const size = readSize(c.received, c.parser.contentLength);
+      const buf = Buffer.allocUnsafeSlow(size);
+      const n = recvNow((c.socket as Socket<Conn> & { readonly fd: number }).fd, buf); // fd: in Bun, not in its types
+      if (n > 0) {
+        this.onData(c, n === size ? buf : n * 2 < size ? Buffer.from(buf.subarray(0, n)) : buf.subarray(0, n));
+        return;
+      }
+      if (n === RECV_ERROR) {
+        this.failConn(c, new ProxyError("upstream_reset", "upstream connection failed in the middle of the body"));
+        return;
+      }
       c.paused = false;
       c.socket!.resume();
     }
