@@ -81,7 +81,27 @@ function timers(): number {
   Bun.gc(true);
   return heapStats().objectTypeCounts.Timeout ?? 0;
 }
-const fds = () => readdirSync("/proc/self/fd").length;
+/**
+ * Descriptors of this process: sockets, and everything else (files, database handles, pipes,
+ * eventfds). Sockets are counted apart: keep-alive connections (Hecate's pools to a/b/c and its
+ * health checks, this test's fetch client to Hecate — each seen twice here, both ends live in
+ * this process) come and go with traffic and timing; fresh-clone CI runs saw +5 and +6 of them.
+ */
+function fds(): { sockets: number; other: number } {
+  let sockets = 0;
+  let other = 0;
+  for (const fd of readdirSync("/proc/self/fd")) {
+    let to = "";
+    try {
+      to = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile (the readdir's own descriptor)
+    }
+    if (to.startsWith("socket:")) sockets++;
+    else other++;
+  }
+  return { sockets, other };
+}
 /** fd → what it points at (socket:[inode], pipe:[…], a path), to name new descriptors. */
 function fdTargets(): Map<string, string> {
   const m = new Map<string, string>();
@@ -129,14 +149,16 @@ test("1,000 reloads: no timer, descriptor, registry or memory growth", async () 
   const f1 = fds();
   const rss1 = process.memoryUsage().rss;
   const mib = (n: number) => (n / 2 ** 20).toFixed(1);
-  console.log(`timers ${t0} → ${t1}, fds ${f0} → ${f1}, heap ${mib(heap0)} → ${mib(heap1)} MiB, rss ${mib(rss0)} → ${mib(rss1)} MiB`);
-  if (f1 > f0) {
+  console.log(`timers ${t0} → ${t1}, sockets ${f0.sockets} → ${f1.sockets}, other fds ${f0.other} → ${f1.other}, heap ${mib(heap0)} → ${mib(heap1)} MiB, rss ${mib(rss0)} → ${mib(rss1)} MiB`);
+  if (f1.sockets > f0.sockets || f1.other > f0.other) {
     const added = [...fdTargets()].filter(([fd, to]) => targets0.get(fd) !== to).map(([fd, to]) => `${fd} → ${to}`);
     console.log(`new descriptors: ${added.join(", ")}`);
   }
   // the variant after 1,200 reloads is the same as after 200 (both even)
   expect(t1).toBeLessThanOrEqual(t0 + 2);
-  expect(f1).toBeLessThanOrEqual(f0 + 4);
+  expect(f1.other).toBeLessThanOrEqual(f0.other + 4);
+  // a socket left behind by one generation in fifty would add 20 or more; pool churn stays under it
+  expect(f1.sockets).toBeLessThanOrEqual(f0.sockets + 16);
   expect(h.rt.registry.byUrl.size).toBe(states0);
   expect(h.rt.registry.breakers.size).toBe(breakers0);
   // live objects after GC (JIT code still adds a few hundred KiB): a leak of 2 KiB per generation fails
