@@ -709,8 +709,9 @@ class Exchange {
     const c = this.conn;
     if (c !== null && c.paused && c.state === C_BUSY) {
       // What the kernel already holds is read here, at most readSize() bytes, and the socket
-      // stays paused; only when it holds nothing does Bun read it again (an end of stream or an
-      // error stays pending for Bun to see).
+      // stays paused; only when it holds nothing does Bun read it again. An end of stream stays
+      // pending for Bun to see; an error recv() took fails the body here. (A socket Bun closed
+      // has fd -1 before its close handler runs, so a reused descriptor is never read.)
       const size = readSize(c.received, c.parser.contentLength);
       const buf = Buffer.allocUnsafeSlow(size);
       const n = recvNow((c.socket as Socket<Conn> & { readonly fd: number }).fd, buf); // fd: in Bun, not in its types
