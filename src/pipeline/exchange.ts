@@ -3,6 +3,7 @@ import type { Server } from "bun";
 import type { Generation } from "../runtime/generation.ts";
 import type { CompiledRoute } from "../config/compile.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";
+import type { RequestFields } from "./headers.ts";
 
 export class Exchange {
   readonly req: Request;
@@ -43,6 +44,8 @@ export class Exchange {
   finished: boolean;
   /** Slot for the tracing module (the SERVER span); null when not traced. */
   span: unknown;
+  /** All request fields, read once by the handler (headers.ts requestFields); null until then. */
+  reqFields: RequestFields | null;
   /** Request fields noted while upstreamRequestHeaders walks them (headers.ts). */
   reqContentLength: string | null;
   reqChunked: boolean;
@@ -75,6 +78,7 @@ export class Exchange {
     this.note = "";
     this.finished = false;
     this.span = null;
+    this.reqFields = null;
     this.reqContentLength = null;
     this.reqChunked = false;
     this.reqIdempotencyKey = false;

@@ -5,7 +5,7 @@ import { ProxyError, errorResponse, textResponse } from "../errors.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 import { forward } from "../upstream/forward.ts";
 import { normalizeHost } from "../routing/router.ts";
-import { requestIdOf } from "./headers.ts";
+import { requestFields, requestIdOf } from "./headers.ts";
 import { clientIpOf, normalizePeer } from "./client-ip.ts";
 import { hooks } from "./hooks.ts";
 import { log } from "../observability/log.ts";
@@ -29,7 +29,9 @@ export function createHandler(rt: Runtime, tls: boolean, proto = ""): Handler {
     ex.proto = proto;
     rt.requests++;
     rt.inflight++;
-    ex.requestId = requestIdOf(req);
+    const fields = requestFields(req);
+    ex.reqFields = fields;
+    ex.requestId = requestIdOf(fields);
     const peer = normalizePeer(server.requestIP(req)?.address ?? "");
     ex.peer = peer;
     ex.peerTrusted = c.trusted.size > 0 && c.trusted.hasText(peer);
@@ -38,7 +40,8 @@ export function createHandler(rt: Runtime, tls: boolean, proto = ""): Handler {
 
     // 1. bad HTTP that reaches us past Bun's parser
     const url = req.url;
-    const host = req.headers.get("host");
+    const hf = fields.host;
+    const host = typeof hf === "string" ? hf : null;
     if (host === null || host === "" || host.indexOf(",") >= 0 || !HOST_RE.test(host))
       return reject(ex, rt, new ProxyError("bad_request", host && host.indexOf(",") >= 0 ? "multiple Host fields" : "missing or invalid Host", { source: "downstream" }));
     ex.hostHeader = host;
@@ -85,7 +88,7 @@ function afterGlobal(ex: Exchange, rt: Runtime): Response | Promise<Response> {
 
 /** Forward, or proxy a WebSocket handshake (same stages before it; src/proxy/websocket.ts). */
 function toUpstream(ex: Exchange, rt: Runtime): Response | Promise<Response> {
-  if (ex.method === "GET" && isWebSocketUpgrade(ex.req)) return proxyWebSocket(ex, ex.route!, rt);
+  if (ex.method === "GET" && isWebSocketUpgrade(ex.reqFields!)) return proxyWebSocket(ex, ex.route!, rt);
   return forward(ex, ex.route!, rt).catch((e: unknown) => internalError(ex, rt, e));
 }
 

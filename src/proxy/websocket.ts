@@ -25,7 +25,8 @@ import { clientGone, ProxyError, errorResponse, textResponse } from "../errors.t
 import type { CompiledRoute } from "../config/compile.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { Runtime } from "../runtime/runtime.ts";
-import { upstreamRequestHeaders } from "../pipeline/headers.ts";
+import { upstreamRequestHeaders, type RequestFields } from "../pipeline/headers.ts";
+import { lowerEq } from "../ascii.ts";
 import { hooks } from "../pipeline/hooks.ts";
 import { selectUpstream, issueSticky } from "../upstream/select.ts";
 import { upstreamPath } from "../upstream/forward.ts";
@@ -72,9 +73,9 @@ export class WsSession {
 }
 
 /** Is this request a WebSocket opening handshake (RFC 6455 §4.1)? */
-export function isWebSocketUpgrade(req: Request): boolean {
-  const u = req.headers.get("upgrade");
-  return u !== null && u.length === 9 && u.toLowerCase() === "websocket";
+export function isWebSocketUpgrade(fields: RequestFields): boolean {
+  const u = fields.upgrade;
+  return typeof u === "string" && u.length === 9 && lowerEq(u, 0, "websocket");
 }
 
 /** May `code` be sent in a Close frame (RFC 6455 §7.4)? */
