@@ -187,8 +187,11 @@ function hopResponseName(name: string): string | null {
 export function endToEndHeaders(flat: readonly string[]): Headers {
   const h = new Headers();
   let listed: string[] | null = null;
+  let undecorated = true;
   for (let i = 0; i < flat.length; i += 2) {
     const name = flat[i]!;
+    const l = name.length;
+    if ((l === 3 && lowerEq(name, 0, "via")) || (l === 12 && lowerEq(name, 0, "x-request-id")) || (l === 15 && lowerEq(name, 0, "x-retry-attempt"))) undecorated = false;
     const hop = hopResponseName(name);
     if (hop !== null) {
       if (hop === "connection") {
@@ -200,8 +203,12 @@ export function endToEndHeaders(flat: readonly string[]): Headers {
     h.append(name, flat[i + 1]!);
   }
   if (listed !== null) for (const n of listed) if (FIELD_NAME.test(n)) h.delete(n);
+  endToEndScan.undecorated = undecorated;
   return h;
 }
+
+/** What the last endToEndHeaders call saw (read right after it): no field that decorateResponseHeaders sets. */
+export const endToEndScan = { undecorated: false };
 
 /** Remove hop-by-hop fields from an upstream response's headers, in place. */
 export function stripResponseHopHeaders(h: Headers): void {
@@ -223,11 +230,18 @@ export function attemptText(n: number): string {
 }
 
 /** Headers Hecate adds to every proxied response, then the route's response ops. */
-export function decorateResponseHeaders(h: Headers, ex: Exchange, route: CompiledRoute, attempt: number): void {
-  h.set("x-request-id", ex.requestId);
-  h.set("x-retry-attempt", attemptText(attempt));
-  const via = h.get("via");
-  h.set("via", via !== null ? `${via}, 1.1 hecate` : "1.1 hecate");
+export function decorateResponseHeaders(h: Headers, ex: Exchange, route: CompiledRoute, attempt: number, undecorated = false): void {
+  if (undecorated) {
+    // none of them is there (the h1 transport saw every field): appends, no look-ups
+    h.append("x-request-id", ex.requestId);
+    h.append("x-retry-attempt", attemptText(attempt));
+    h.append("via", "1.1 hecate");
+  } else {
+    h.set("x-request-id", ex.requestId);
+    h.set("x-retry-attempt", attemptText(attempt));
+    const via = h.get("via");
+    h.set("via", via !== null ? `${via}, 1.1 hecate` : "1.1 hecate");
+  }
   for (let i = 0; i < route.respRemove.length; i++) h.delete(route.respRemove[i]!);
   for (let i = 0; i < route.respSet.length; i++) h.set(route.respSet[i]![0], route.respSet[i]![1]);
 }

@@ -388,7 +388,7 @@ export const RESPONSE_BUFFER_BYTES = 12 * 1024;
 function respond(ex: Exchange, route: CompiledRoute, rt: Runtime, r: UpstreamResponse, attempt: number, t: UpstreamTarget): Response | Promise<Response> {
   const h = r.headers;
   if (r.hopStripped !== true) stripResponseHopHeaders(h);
-  decorateResponseHeaders(h, ex, route, attempt);
+  decorateResponseHeaders(h, ex, route, attempt, r.undecorated === true);
   if (route.sticky !== null) issueSticky(ex, route.sticky, t, h);
   ex.status = r.status;
   const state = t.state;

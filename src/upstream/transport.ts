@@ -59,6 +59,8 @@ export interface UpstreamResponse {
   body: ReadableStream<Uint8Array> | null;
   /** The transport already left out the hop-by-hop fields (headers.ts endToEndHeaders). */
   hopStripped?: boolean;
+  /** `headers` has none of X-Request-Id, X-Retry-Attempt and Via: Hecate's may be appended, not set. */
+  undecorated?: boolean;
   /** The complete body, when the transport already has all of it (no stream needed). */
   bodyBytes?: Uint8Array;
 }

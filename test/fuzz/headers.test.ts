@@ -6,7 +6,7 @@
 // and for X-Request-Id.
 import { test, expect } from "bun:test";
 import fc from "fast-check";
-import { upstreamRequestHeaders, stripResponseHopHeaders, requestIdOf, requestFields } from "../../src/pipeline/headers.ts";
+import { upstreamRequestHeaders, stripResponseHopHeaders, requestIdOf, requestFields, endToEndHeaders, endToEndScan, decorateResponseHeaders } from "../../src/pipeline/headers.ts";
 import type { Exchange } from "../../src/pipeline/exchange.ts";
 import type { CompiledRoute } from "../../src/config/compile.ts";
 
@@ -102,6 +102,40 @@ test(`response fields: hop-by-hop and Connection-named fields removed, the rest 
         expect(listed.has(n)).toBe(false);
       }
       for (const [n, v] of before) if (!HOP.includes(n) && !listed.has(n)) expect(h.get(n)).toBe(v);
+    }),
+    { numRuns: RUNS },
+  );
+});
+
+test(`response fields from the h1 parser: endToEndHeaders = all fields minus hop-by-hop ones, and decorating by appends (no Via/X-Request-Id/X-Retry-Attempt seen) = decorating by set (${RUNS} runs)`, () => {
+  const decorNames = fc.constantFrom("via", "Via", "VIA", "x-request-id", "X-Request-Id", "x-retry-attempt", "X-Retry-Attempt");
+  const caseMix = (n: string, k: number) => (k % 3 === 0 ? n : k % 3 === 1 ? n.toUpperCase() : n[0]!.toUpperCase() + n.slice(1));
+  const fieldArb = fc.tuple(fc.oneof(nameArb, decorNames), fc.nat(), valueArb);
+  const route = { respRemove: [], respSet: [] } as unknown as CompiledRoute;
+  const ex = { requestId: "rid" } as unknown as Exchange;
+  fc.assert(
+    fc.property(fc.array(fieldArb, { maxLength: 10 }), fc.option(connectionArb, { nil: undefined }), fc.nat(3), (fields, conn, attempt) => {
+      const flat: string[] = [];
+      for (const [n, k, v] of fields) {
+        try {
+          new Headers([[n, v]]);
+        } catch {
+          continue; // not a field an HTTP/1.1 head can carry (the parser rejects such heads)
+        }
+        flat.push(caseMix(n, k), v);
+      }
+      if (conn !== undefined) flat.push("Connection", conn);
+      const ref = new Headers();
+      for (let i = 0; i < flat.length; i += 2) ref.append(flat[i]!, flat[i + 1]!);
+      stripResponseHopHeaders(ref);
+      const a = endToEndHeaders(flat);
+      const undecorated = endToEndScan.undecorated;
+      expect([...a]).toEqual([...ref]);
+      const lower = flat.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+      expect(undecorated).toBe(!lower.some((n) => n === "via" || n === "x-request-id" || n === "x-retry-attempt"));
+      decorateResponseHeaders(a, ex, route, attempt, undecorated);
+      decorateResponseHeaders(ref, ex, route, attempt, false);
+      expect([...a]).toEqual([...ref]);
     }),
     { numRuns: RUNS },
   );

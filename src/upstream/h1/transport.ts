@@ -24,7 +24,7 @@ import { ConnPool, type OriginPool, type PoolOptions } from "./pool.ts";
 import { FRAMING_NONE, ResponseParser, STEP_BODY, STEP_DONE, STEP_ERROR, STEP_HEAD, STEP_MORE } from "./parser.ts";
 import { H1Tunnel } from "./tunnel.ts";
 import { RECV_ERROR, recvNow } from "../../runtime/socket-options.ts";
-import { endToEndHeaders } from "../../pipeline/headers.ts";
+import { endToEndHeaders, endToEndScan } from "../../pipeline/headers.ts";
 
 export { H1Tunnel, type TunnelHandlers } from "./tunnel.ts";
 
@@ -54,6 +54,7 @@ class InlineResponse implements H1UpgradeResponse {
     readonly headers: Headers,
     readonly bodyBytes: Uint8Array,
     readonly hopStripped: boolean,
+    readonly undecorated: boolean,
   ) {}
   get body(): ReadableStream<Uint8Array> {
     return (this.stream ??= bytesStream(this.bodyBytes));
@@ -535,8 +536,11 @@ class Exchange {
     // leaves without its hop-by-hop fields, so forward() has nothing to delete
     const stripped = !this.upgrade;
     let headers: Headers;
-    if (stripped) headers = endToEndHeaders(hs);
-    else {
+    let undecorated = false;
+    if (stripped) {
+      headers = endToEndHeaders(hs);
+      undecorated = endToEndScan.undecorated;
+    } else {
       headers = new Headers();
       for (let i = 0; i < hs.length; i += 2) headers.append(hs[i]!, hs[i + 1]!);
     }
@@ -560,10 +564,10 @@ class Exchange {
       return false;
     }
     if (p.framing === FRAMING_NONE) {
-      this.resolve({ status: p.status, statusText: p.statusText, headers, body: null, tunnel: null, hopStripped: stripped });
+      this.resolve({ status: p.status, statusText: p.statusText, headers, body: null, tunnel: null, hopStripped: stripped, undecorated });
       return true;
     }
-    this.heldHead = { status: p.status, statusText: p.statusText, headers, body: null, tunnel: null, hopStripped: stripped };
+    this.heldHead = { status: p.status, statusText: p.statusText, headers, body: null, tunnel: null, hopStripped: stripped, undecorated };
     this.inline = [];
     return true;
   }
@@ -604,7 +608,7 @@ class Exchange {
       }
       bytes = all;
     }
-    this.resolve(new InlineResponse(r.status, r.statusText, r.headers, bytes, r.hopStripped === true));
+    this.resolve(new InlineResponse(r.status, r.statusText, r.headers, bytes, r.hopStripped === true, r.undecorated === true));
   }
 
   private onDone(c: Conn, trailing: boolean): void {
