@@ -158,24 +158,14 @@ function applyOps(list: string[], remove: readonly string[], set: readonly (read
   return out;
 }
 
+/** HOP_RESPONSE by name length: a name of any other length is not hop-by-hop. */
+const HOP_BY_LENGTH: string[][] = [];
+for (const n of HOP_RESPONSE) (HOP_BY_LENGTH[n.length] ??= []).push(n);
+
 /** The hop-by-hop response field `name` is, in lower case, or null — without a lower-cased copy of every name. */
 function hopResponseName(name: string): string | null {
-  switch (name.length) {
-    case 2:
-      return lowerEq(name, 0, "te") ? "te" : null;
-    case 7:
-      return lowerEq(name, 0, "trailer") ? "trailer" : lowerEq(name, 0, "upgrade") ? "upgrade" : null;
-    case 10:
-      return lowerEq(name, 0, "connection") ? "connection" : lowerEq(name, 0, "keep-alive") ? "keep-alive" : null;
-    case 16:
-      return lowerEq(name, 0, "proxy-connection") ? "proxy-connection" : null;
-    case 17:
-      return lowerEq(name, 0, "transfer-encoding") ? "transfer-encoding" : null;
-    case 18:
-      return lowerEq(name, 0, "proxy-authenticate") ? "proxy-authenticate" : null;
-    case 19:
-      return lowerEq(name, 0, "proxy-authorization") ? "proxy-authorization" : null;
-  }
+  const same = HOP_BY_LENGTH[name.length];
+  if (same !== undefined) for (let i = 0; i < same.length; i++) if (lowerEq(name, 0, same[i]!)) return same[i]!;
   return null;
 }
 

@@ -124,8 +124,6 @@ const EAGAIN = 11; // = EWOULDBLOCK on Linux
 export const RECV_NONE = -1;
 /** recvNow: the socket failed (a reset, …); the error is consumed, the caller must treat it as one. */
 export const RECV_ERROR = -2;
-let recvLibc: Libc | null | undefined;
-
 /**
  * Read at most `buf.length` bytes that the kernel already holds for socket `fd`, without
  * blocking: the count (> 0); 0 at the end of the stream (it stays pending for Bun to see too);
@@ -134,17 +132,11 @@ let recvLibc: Libc | null | undefined;
  * would see a plain end next, and the caller must fail the exchange itself.
  */
 export function recvNow(fd: number, buf: Uint8Array): number {
-  if (recvLibc === undefined) {
-    try {
-      recvLibc = loadLibc();
-    } catch {
-      recvLibc = null;
-    }
-  }
-  if (recvLibc === null || fd < 0) return RECV_NONE;
-  const n = Number(recvLibc.recv(fd, ptr(buf), buf.length, MSG_DONTWAIT));
+  const c = loadLibc(); // cached after the first call
+  if (c === null || fd < 0) return RECV_NONE;
+  const n = Number(c.recv(fd, ptr(buf), buf.length, MSG_DONTWAIT));
   if (n >= 0) return n;
-  const at = recvLibc.__errno_location();
+  const at = c.__errno_location();
   const errno = at === null ? EAGAIN : read.i32(at, 0);
   return errno === EAGAIN || errno === EINTR ? RECV_NONE : RECV_ERROR;
 }
