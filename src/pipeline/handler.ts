@@ -8,7 +8,6 @@ import { normalizeHost } from "../routing/router.ts";
 import { requestFields, requestIdOf } from "./headers.ts";
 import { clientIpOf, normalizePeer } from "./client-ip.ts";
 import { hooks } from "./hooks.ts";
-import { log } from "../observability/log.ts";
 import { isWebSocketUpgrade, proxyWebSocket } from "../proxy/websocket.ts";
 
 /** Host header value: reg-name or IP literal, optional port. */
@@ -86,20 +85,10 @@ function afterGlobal(ex: Exchange, rt: Runtime): Response | Promise<Response> {
   return toUpstream(ex, rt);
 }
 
-/** Forward, or proxy a WebSocket handshake (same stages before it; src/proxy/websocket.ts). */
+/** Forward (which answers 500 itself on an internal error), or proxy a WebSocket handshake (same stages before it; src/proxy/websocket.ts). */
 function toUpstream(ex: Exchange, rt: Runtime): Response | Promise<Response> {
   if (ex.method === "GET" && isWebSocketUpgrade(ex.reqFields!)) return proxyWebSocket(ex, ex.route!, rt);
-  return forward(ex, ex.route!, rt).catch((e: unknown) => internalError(ex, rt, e));
-}
-
-/**
- * A bug in forward() must not leave the exchange counted in flight forever nor drop the
- * client without an answer: log it, answer 500 (no stack to the client), finish.
- */
-function internalError(ex: Exchange, rt: Runtime, e: unknown): Response {
-  log("error", "request failed with an internal error", { request_id: ex.requestId, error: String(e), stack: (e as Error)?.stack });
-  if (ex.finished) return new Response(null, { status: 500 });
-  return reject(ex, rt, new ProxyError("internal", "internal error", { source: "internal", cause: e }));
+  return forward(ex, ex.route!, rt);
 }
 
 type Next = (ex: Exchange, rt: Runtime) => Response | Promise<Response>;

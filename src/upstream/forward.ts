@@ -13,6 +13,7 @@ import { hooks } from "../pipeline/hooks.ts";
 import { StreamIdle } from "../proxy/stream-idle.ts";
 import { RetryBody } from "./retry-body.ts";
 import { AttemptSignal, CLIENT_WATCH_MS } from "./attempt-signal.ts";
+import { log } from "../observability/log.ts";
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 const CONNECT_TIMEOUT_MS = 5000;
@@ -45,7 +46,7 @@ function backoffMs(r: RetrySettings, retry: number): number {
  * body bytes arrive, so an upload that is still flowing is cut at `idleTimeout` unless the
  * timer is re-armed here (test/hostile/slow-clients.test.ts, "slow body").
  */
-function capped(body: ReadableStream<Uint8Array>, cap: number, onOver: () => void, client: AbortSignal, touch: () => void, onEnd: () => void): ReadableStream<Uint8Array> {
+function capped(body: ReadableStream<Uint8Array>, cap: number, end: BodyEnd, client: AbortSignal, touch: () => void): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let n = 0;
   return new ReadableStream<Uint8Array>(
@@ -56,12 +57,12 @@ function capped(body: ReadableStream<Uint8Array>, cap: number, onOver: () => voi
         if (done) {
           await new Promise<void>((r) => setImmediate(r));
           if (client.aborted) return c.error(clientGone());
-          onEnd();
+          end.end();
           return c.close();
         }
         n += value.byteLength;
         if (n > cap) {
-          onOver();
+          end.overCap = true;
           const e = new ProxyError("body_too_large", "request body too large", { source: "downstream" });
           reader.cancel(e).catch(() => {});
           return c.error(e);
@@ -77,224 +78,264 @@ function capped(body: ReadableStream<Uint8Array>, cap: number, onOver: () => voi
 }
 
 /**
+ * The end of a streamed request body. The per-try and route timeouts bound the time to
+ * response headers counted from the end of the request body, as Envoy's do: a client that
+ * uploads slowly is not an upstream timing out (and must not open its breaker). Made only for
+ * a streamed body, so that forward() makes no closure for the common request.
+ */
+class BodyEnd {
+  ended = false;
+  /** The route deadline, set when the body ends. */
+  deadline = Infinity;
+  /** The body passed the cap (capped() errors the stream too). */
+  overCap = false;
+  /** The current attempt's timer was bounded by the route deadline. */
+  routeBound = false;
+  /** The attempt sent before the end, whose timer starts at the end. */
+  private waiting: AttemptSignal | null = null;
+
+  constructor(private readonly route: CompiledRoute) {}
+
+  end(): void {
+    this.ended = true;
+    const route = this.route;
+    if (route.timeoutMs > 0) this.deadline = performance.now() + route.timeoutMs;
+    const sig = this.waiting;
+    this.waiting = null;
+    if (sig === null) return;
+    const at = performance.now();
+    const perTry = route.retry.perTryTimeoutMs;
+    let b = perTry > 0 ? perTry : Infinity;
+    const left = this.deadline - at;
+    if (this.deadline !== Infinity && left <= b) {
+      b = Math.max(0, left);
+      this.routeBound = true;
+    }
+    if (b !== Infinity) sig.armAt(at + b);
+  }
+
+  wait(sig: AttemptSignal): void {
+    this.waiting = sig;
+  }
+
+  stopWaiting(): void {
+    this.waiting = null;
+  }
+}
+
+/** A buffered body (or none) can always be sent again; a streamed one while it fits its buffer. */
+function replayable(body: RetryBody | Uint8Array | null): boolean {
+  return !(body instanceof RetryBody) || body.replayable;
+}
+
+/**
  * Forward the exchange to the route's upstreams. Always resolves to the client's Response;
  * `rt.finish(ex)` is called exactly once, when the response body has been fully sent (or
- * the exchange failed).
+ * the exchange failed). A bug in here answers 500 (internalError) instead of rejecting.
  */
 export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): Promise<Response> {
-  const req = ex.req;
-  const retry = route.retry;
-  const cap = ex.gen.compiled.bodyBytesCap;
+  try {
+    const req = ex.req;
+    const retry = route.retry;
+    const cap = ex.gen.compiled.bodyBytesCap;
 
-  // --- request body ------------------------------------------------------------------
-  // Uint8Array: buffered (fits retryBufferBytes); RetryBody: streamed, re-sendable while what
-  // was read of it fits retryBufferBytes (or nothing was read: a connect error).
-  let body: RetryBody | Uint8Array | null = null;
-  let overCap = false;
-  // The per-try and route timeouts bound the time to response headers counted from the end of
-  // the request body, as Envoy's do: a client that uploads slowly is not an upstream timing
-  // out (and must not open its breaker). A streamed body arms them when it ends.
-  let bodyEnded = true;
-  let deadline = Infinity;
-  let onBodyEnd: (() => void) | null = null;
-  const ended = () => {
-    bodyEnded = true;
-    if (route.timeoutMs > 0) deadline = performance.now() + route.timeoutMs;
-    const f = onBodyEnd;
-    onBodyEnd = null;
-    f?.();
-  };
-  const baseHeaders = upstreamRequestHeaders(ex, route, route.config.auth !== undefined);
-  const clRaw = ex.reqContentLength;
-  const chunked = ex.reqChunked;
-  if (clRaw !== null && !chunked) {
-    const cl = Number(clRaw);
-    // Bun rejects every malformed Content-Length but joins two equal ones into "5, 5" (RFC 9110 §8.6: reject)
-    if (Number.isNaN(cl)) return rejectFraming(ex, rt, new ProxyError("bad_request", "invalid Content-Length", { source: "downstream" }));
-    if (cl > cap) return fail(ex, rt, new ProxyError("body_too_large", "request body too large", { source: "downstream" }));
-    if (cl > 0) {
-      if (req.body === null) return rejectFraming(ex, rt, noBody(ex.method));
-      if (cl <= retry.retryBufferBytes) {
-        try {
-          body = await readBody(req.body, cl, rearmIdle(ex));
-        } catch {
-          return fail(ex, rt, clientGone());
+    // --- request body ------------------------------------------------------------------
+    // Uint8Array: buffered (fits retryBufferBytes); RetryBody: streamed, re-sendable while what
+    // was read of it fits retryBufferBytes (or nothing was read: a connect error).
+    let body: RetryBody | Uint8Array | null = null;
+    let streamed: BodyEnd | null = null;
+    const baseHeaders = upstreamRequestHeaders(ex, route, route.config.auth !== undefined);
+    const clRaw = ex.reqContentLength;
+    const chunked = ex.reqChunked;
+    if (clRaw !== null && !chunked) {
+      const cl = Number(clRaw);
+      // Bun rejects every malformed Content-Length but joins two equal ones into "5, 5" (RFC 9110 §8.6: reject)
+      if (Number.isNaN(cl)) return await rejectFraming(ex, rt, new ProxyError("bad_request", "invalid Content-Length", { source: "downstream" }));
+      if (cl > cap) return fail(ex, rt, new ProxyError("body_too_large", "request body too large", { source: "downstream" }));
+      if (cl > 0) {
+        if (req.body === null) return await rejectFraming(ex, rt, noBody(ex.method));
+        if (cl <= retry.retryBufferBytes) {
+          try {
+            body = await readBody(req.body, cl, rearmIdle(ex));
+          } catch {
+            return fail(ex, rt, clientGone());
+          }
+        } else {
+          streamed = new BodyEnd(route);
+          body = new RetryBody(capped(req.body, cl, streamed, req.signal, rearmIdle(ex)), retry.retryBufferBytes);
         }
-      } else {
-        bodyEnded = false;
-        body = new RetryBody(capped(req.body, cl, () => (overCap = true), req.signal, rearmIdle(ex), ended), retry.retryBufferBytes);
       }
+    } else if (chunked || req.body !== null) {
+      // HTTP/2 and HTTP/3 bodies need no Content-Length or Transfer-Encoding (END_STREAM ends
+      // them): Bun gives such a request a body stream, and a request without a body none.
+      if (req.body === null) return await rejectFraming(ex, rt, noBody(ex.method));
+      streamed = new BodyEnd(route);
+      body = new RetryBody(capped(req.body, cap, streamed, req.signal, rearmIdle(ex)), retry.retryBufferBytes);
     }
-  } else if (chunked || req.body !== null) {
-    // HTTP/2 and HTTP/3 bodies need no Content-Length or Transfer-Encoding (END_STREAM ends
-    // them): Bun gives such a request a body stream, and a request without a body none.
-    if (req.body === null) return rejectFraming(ex, rt, noBody(ex.method));
-    bodyEnded = false;
-    body = new RetryBody(capped(req.body, cap, () => (overCap = true), req.signal, rearmIdle(ex), ended), retry.retryBufferBytes);
-  }
 
-  const baseLen = baseHeaders.length;
-  const idempotencyKey = ex.reqIdempotencyKey;
-  const idempotent = IDEMPOTENT.has(ex.method) || idempotencyKey;
-  if (bodyEnded && route.timeoutMs > 0) deadline = (body === null ? ex.start : performance.now()) + route.timeoutMs;
-  const replayable = () => !(body instanceof RetryBody) || body.replayable;
+    // --- attempts, with retries and backoff --------------------------------------------
+    const baseLen = baseHeaders.length;
+    const idempotencyKey = ex.reqIdempotencyKey;
+    const idempotent = IDEMPOTENT.has(ex.method) || idempotencyKey;
+    // a buffered body (or none) starts the route deadline now; a streamed one when it ends
+    let deadline = Infinity;
+    if (streamed === null && route.timeoutMs > 0) deadline = (body === null ? ex.start : performance.now()) + route.timeoutMs;
 
-  let tried: UpstreamTarget[] | null = null;
-  let lastRes: UpstreamResponse | null = null;
-  let lastErr: ProxyError | null = null;
-  let lastTarget: UpstreamTarget | null = null;
+    let tried: UpstreamTarget[] | null = null;
+    let lastRes: UpstreamResponse | null = null;
+    let lastErr: ProxyError | null = null;
+    let lastTarget: UpstreamTarget | null = null;
 
-  for (let attempt = 0; ; attempt++) {
-    const now = performance.now();
-    const picked = selectUpstream(ex, route, tried, Date.now());
-    if (picked instanceof ProxyError) {
-      if (lastRes === null && lastErr === null) return fail(ex, rt, picked);
-      break;
-    }
-    const t = picked;
-    lastTarget = t;
-    ex.upstream = t;
-    ex.attempts = attempt + 1;
-    (tried ??= []).push(t);
-
-    // per-try and route deadline
-    let budget = retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : Infinity;
-    let routeBound = false;
-    if (deadline !== Infinity) {
-      const left = deadline - now;
-      if (left <= 0) {
-        lastErr = new ProxyError("timeout", "upstream timed out", { source: "upstream" });
+    for (let attempt = 0; ; attempt++) {
+      const now = performance.now();
+      if (streamed !== null) deadline = streamed.deadline;
+      const picked = selectUpstream(ex, route, tried, Date.now());
+      if (picked instanceof ProxyError) {
+        if (lastRes === null && lastErr === null) return fail(ex, rt, picked);
         break;
       }
-      if (left <= budget) {
-        budget = left;
-        routeBound = true;
-      }
-    }
+      const t = picked;
+      lastTarget = t;
+      ex.upstream = t;
+      ex.attempts = attempt + 1;
+      (tried ??= []).push(t);
 
-    // cancelled when the client goes (watched from CLIENT_WATCH_MS on) or at the deadline
-    const sig = new AttemptSignal();
-    sig.watch(req, attempt === 0 ? now + CLIENT_WATCH_MS : now);
-    if (bodyEnded) {
-      if (budget !== Infinity) sig.armAt(now + budget);
-    } else
-      onBodyEnd = () => {
-        const at = performance.now();
-        let b = retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : Infinity;
-        const left = deadline - at;
-        if (deadline !== Infinity && left <= b) {
-          b = Math.max(0, left);
+      // per-try and route deadline
+      let budget = retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : Infinity;
+      let routeBound = false;
+      if (deadline !== Infinity) {
+        const left = deadline - now;
+        if (left <= 0) {
+          lastErr = new ProxyError("timeout", "upstream timed out", { source: "upstream" });
+          break;
+        }
+        if (left <= budget) {
+          budget = left;
           routeBound = true;
         }
-        if (b !== Infinity) sig.armAt(at + b);
-      };
-
-    // the first attempt sends the list itself; a retry copies its request part
-    const headers = attempt === 0 ? baseHeaders : baseHeaders.slice(0, baseLen);
-    headers.push("x-hecate-retry-attempt", attemptText(attempt));
-    const token = hooks.attemptStart(ex, t, attempt, headers);
-    const state = t.state;
-    state.inflight++;
-    const trial = state.breaker.onSend();
-    const attemptStart = performance.now();
-    let res: UpstreamResponse | null = null;
-    let err: ProxyError | null = null;
-    try {
-      res = await rt.transportFor(t).send({
-        method: ex.method,
-        target: t,
-        path: upstreamPath(ex, route, t),
-        host: ex.hostHeader,
-        headers,
-        body: body instanceof RetryBody ? body.stream() : body,
-        signal: sig,
-        connectTimeoutMs: Math.min(CONNECT_TIMEOUT_MS, budget),
-      });
-    } catch (e) {
-      err = e instanceof ProxyError ? e : new ProxyError("upstream_reset", `upstream error: ${(e as Error).message}`, { cause: e });
-      if (sig.aborted && sig.reason !== undefined) err = sig.reason;
-      // a client that left may fail the attempt through its body stream before the watch saw it
-      else if (err.code !== "client_gone" && req.signal.aborted) err = clientGone(err);
-    }
-    onBodyEnd = null;
-    sig.disarm();
-    const nowMs = Date.now();
-
-    if (overCap) {
-      state.inflight--;
-      state.breaker.onAbort(trial);
-      res?.body?.cancel().catch(() => {});
-      return fail(ex, rt, new ProxyError("body_too_large", "request body too large", { source: "downstream" }));
-    }
-
-    if (err !== null) {
-      state.inflight--;
-      if (err.code === "client_gone") {
-        state.breaker.onAbort(trial);
-        hooks.upstreamAttempt(ex, t, "aborted", performance.now() - attemptStart, 0, token);
-        return fail(ex, rt, err);
       }
-      state.breaker.onFailure(trial, nowMs);
-      state.lastError = err.message;
-      const outcome: Outcome = err.code === "timeout" ? "timeout" : "connect_error";
-      hooks.upstreamAttempt(ex, t, outcome, performance.now() - attemptStart, 0, token);
-      if (err.code === "timeout" && routeBound) {
-        lastErr = err;
-        break;
-      }
-      lastRes = null;
-      lastErr = err;
-      const canRetry =
-        attempt < retry.maxRetries &&
-        (err.code === "connect_error"
-          ? retry.retryOnConnectErr && replayable()
-          : // a timeout, or a reset / bad answer before the headers (Hecate would answer 502)
-            retry.retryOn5xx && replayable() && (idempotent && retry.retryIdempotent || idempotencyKey));
-      if (!canRetry) break;
-      hooks.retry(ex, route, err.code === "timeout" ? "timeout" : err.code === "connect_error" ? "connect_error" : "status_5xx");
-      if (!(await sleepBackoff(retry, attempt + 1, deadline, req.signal))) {
-        if (req.signal.aborted) return fail(ex, rt, clientGone());
-        lastErr = new ProxyError("timeout", "upstream timed out", { source: "upstream" });
-        break;
-      }
-      continue;
-    }
 
-    // a response
-    const r = res!;
-    const failed = r.status === 502 || r.status === 503 || r.status === 504;
-    if (failed) {
-      state.breaker.onFailure(trial, nowMs);
-      state.lastError = `HTTP ${r.status}`;
-    } else state.breaker.onSuccess(trial);
-    hooks.upstreamAttempt(ex, t, failed ? "http_5xx" : "ok", performance.now() - attemptStart, r.status, token);
-    const canRetry =
-      failed &&
-      attempt < retry.maxRetries &&
-      retry.retryOn5xx &&
-      replayable() &&
-      ((idempotent && retry.retryIdempotent) || idempotencyKey);
-    if (canRetry) {
-      // an alternative exists? otherwise keep this answer
-      const next = selectUpstream(ex, route, tried, nowMs, true);
-      if (!(next instanceof ProxyError) && (await sleepBackoff(retry, attempt + 1, deadline, req.signal))) {
+      // cancelled when the client goes (watched from CLIENT_WATCH_MS on) or at the deadline
+      const sig = new AttemptSignal();
+      sig.watch(req, attempt === 0 ? now + CLIENT_WATCH_MS : now);
+      if (streamed !== null) streamed.routeBound = false;
+      if (streamed === null || streamed.ended) {
+        if (budget !== Infinity) sig.armAt(now + budget);
+      } else streamed.wait(sig);
+
+      // the first attempt sends the list itself; a retry copies its request part
+      const headers = attempt === 0 ? baseHeaders : baseHeaders.slice(0, baseLen);
+      headers.push("x-hecate-retry-attempt", attemptText(attempt));
+      const token = hooks.attemptStart(ex, t, attempt, headers);
+      const state = t.state;
+      state.inflight++;
+      const trial = state.breaker.onSend();
+      const attemptStart = performance.now();
+      let res: UpstreamResponse | null = null;
+      let err: ProxyError | null = null;
+      try {
+        res = await rt.transportFor(t).send({
+          method: ex.method,
+          target: t,
+          path: upstreamPath(ex, route, t),
+          host: ex.hostHeader,
+          headers,
+          body: body instanceof RetryBody ? body.stream() : body,
+          signal: sig,
+          connectTimeoutMs: Math.min(CONNECT_TIMEOUT_MS, budget),
+        });
+      } catch (e) {
+        err = e instanceof ProxyError ? e : new ProxyError("upstream_reset", `upstream error: ${(e as Error).message}`, { cause: e });
+        if (sig.aborted && sig.reason !== undefined) err = sig.reason;
+        // a client that left may fail the attempt through its body stream before the watch saw it
+        else if (err.code !== "client_gone" && req.signal.aborted) err = clientGone(err);
+      }
+      if (streamed !== null) {
+        streamed.stopWaiting();
+        if (streamed.routeBound) routeBound = true;
+        deadline = streamed.deadline;
+      }
+      sig.disarm();
+      const nowMs = Date.now();
+
+      if (streamed !== null && streamed.overCap) {
         state.inflight--;
-        r.body?.cancel().catch(() => {});
-        hooks.retry(ex, route, "status_5xx");
+        state.breaker.onAbort(trial);
+        res?.body?.cancel().catch(() => {});
+        return fail(ex, rt, new ProxyError("body_too_large", "request body too large", { source: "downstream" }));
+      }
+
+      if (err !== null) {
+        state.inflight--;
+        if (err.code === "client_gone") {
+          state.breaker.onAbort(trial);
+          hooks.upstreamAttempt(ex, t, "aborted", performance.now() - attemptStart, 0, token);
+          return fail(ex, rt, err);
+        }
+        state.breaker.onFailure(trial, nowMs);
+        state.lastError = err.message;
+        const outcome: Outcome = err.code === "timeout" ? "timeout" : "connect_error";
+        hooks.upstreamAttempt(ex, t, outcome, performance.now() - attemptStart, 0, token);
+        if (err.code === "timeout" && routeBound) {
+          lastErr = err;
+          break;
+        }
+        lastRes = null;
+        lastErr = err;
+        const canRetry =
+          attempt < retry.maxRetries &&
+          (err.code === "connect_error"
+            ? retry.retryOnConnectErr && replayable(body)
+            : // a timeout, or a reset / bad answer before the headers (Hecate would answer 502)
+              retry.retryOn5xx && replayable(body) && (idempotent && retry.retryIdempotent || idempotencyKey));
+        if (!canRetry) break;
+        hooks.retry(ex, route, err.code === "timeout" ? "timeout" : err.code === "connect_error" ? "connect_error" : "status_5xx");
+        if (!(await sleepBackoff(retry, attempt + 1, deadline, req.signal))) {
+          if (req.signal.aborted) return fail(ex, rt, clientGone());
+          lastErr = new ProxyError("timeout", "upstream timed out", { source: "upstream" });
+          break;
+        }
         continue;
       }
-      if (req.signal.aborted) {
-        state.inflight--;
-        r.body?.cancel().catch(() => {});
-        return fail(ex, rt, clientGone());
-      }
-    }
-    return respond(ex, route, rt, r, attempt, t);
-  }
 
-  // retries exhausted or stopped by an error
-  void lastTarget;
-  return fail(ex, rt, lastErr ?? new ProxyError("no_healthy_upstream", "no healthy upstream"));
+      // a response
+      const r = res!;
+      const failed = r.status === 502 || r.status === 503 || r.status === 504;
+      if (failed) {
+        state.breaker.onFailure(trial, nowMs);
+        state.lastError = `HTTP ${r.status}`;
+      } else state.breaker.onSuccess(trial);
+      hooks.upstreamAttempt(ex, t, failed ? "http_5xx" : "ok", performance.now() - attemptStart, r.status, token);
+      const canRetry =
+        failed &&
+        attempt < retry.maxRetries &&
+        retry.retryOn5xx &&
+        replayable(body) &&
+        ((idempotent && retry.retryIdempotent) || idempotencyKey);
+      if (canRetry) {
+        // an alternative exists? otherwise keep this answer
+        const next = selectUpstream(ex, route, tried, nowMs, true);
+        if (!(next instanceof ProxyError) && (await sleepBackoff(retry, attempt + 1, deadline, req.signal))) {
+          state.inflight--;
+          r.body?.cancel().catch(() => {});
+          hooks.retry(ex, route, "status_5xx");
+          continue;
+        }
+        if (req.signal.aborted) {
+          state.inflight--;
+          r.body?.cancel().catch(() => {});
+          return fail(ex, rt, clientGone());
+        }
+      }
+      return respond(ex, route, rt, r, attempt, t);
+    }
+
+    // retries exhausted or stopped by an error
+    void lastTarget;
+    return fail(ex, rt, lastErr ?? new ProxyError("no_healthy_upstream", "no healthy upstream"));
+  } catch (e) {
+    return internalError(ex, rt, e);
+  }
 }
 
 async function sleepBackoff(r: RetrySettings, retryNo: number, deadline: number, signal: AbortSignal): Promise<boolean> {
@@ -362,6 +403,16 @@ async function rejectFraming(ex: Exchange, rt: Runtime, err: ProxyError): Promis
   const res = fail(ex, rt, err);
   res.headers.set("connection", "close");
   return res;
+}
+
+/**
+ * A bug in forward() must not leave the exchange counted in flight forever nor drop the
+ * client without an answer: log it, answer 500 (no stack to the client), finish.
+ */
+function internalError(ex: Exchange, rt: Runtime, e: unknown): Response {
+  log("error", "request failed with an internal error", { request_id: ex.requestId, error: String(e), stack: (e as Error)?.stack });
+  if (ex.finished) return new Response(null, { status: 500 });
+  return fail(ex, rt, new ProxyError("internal", "internal error", { source: "internal", cause: e }));
 }
 
 function fail(ex: Exchange, rt: Runtime, err: ProxyError): Response {
