@@ -227,7 +227,20 @@ test("slow reader: a 64 MiB response read at 16 KiB/s is not buffered by the pro
   bigSent = 0;
   const reader = await slowReader("/big", 16 * 1024);
   const loop = probeLoop(hp.port);
-  await Bun.sleep(2500);
+  // The kernel queues fill first, as fast as the machine allows (under a loaded CI run that
+  // took longer than 2.5 s once): wait until the upstream has sent nothing for 500 ms, then
+  // measure what it sends in the next 1.5 s. A proxy that does not pause the upstream never
+  // lets it rest, and fails below after the 10 s bound.
+  const fillBound = performance.now() + 10_000;
+  let seen = -1;
+  let restingSince = performance.now();
+  while (performance.now() < fillBound) {
+    await Bun.sleep(100);
+    if (bigSent !== seen) {
+      seen = bigSent;
+      restingSince = performance.now();
+    } else if (performance.now() - restingSince >= 500) break;
+  }
   const sentMid = bigSent;
   await Bun.sleep(1500);
   const lat = await loop.stop();
