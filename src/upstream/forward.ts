@@ -182,20 +182,17 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
     if (streamed === null && route.timeoutMs > 0) deadline = (body === null ? ex.start : performance.now()) + route.timeoutMs;
 
     let tried: UpstreamTarget[] | null = null;
-    let lastRes: UpstreamResponse | null = null;
     let lastErr: ProxyError | null = null;
-    let lastTarget: UpstreamTarget | null = null;
 
     for (let attempt = 0; ; attempt++) {
       const now = performance.now();
       if (streamed !== null) deadline = streamed.deadline;
       const picked = selectUpstream(ex, route, tried, Date.now());
       if (picked instanceof ProxyError) {
-        if (lastRes === null && lastErr === null) return fail(ex, rt, picked);
+        if (lastErr === null) return fail(ex, rt, picked);
         break;
       }
       const t = picked;
-      lastTarget = t;
       ex.upstream = t;
       ex.attempts = attempt + 1;
       (tried ??= []).push(t);
@@ -280,7 +277,6 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
           lastErr = err;
           break;
         }
-        lastRes = null;
         lastErr = err;
         const canRetry =
           attempt < retry.maxRetries &&
@@ -333,7 +329,6 @@ export async function forward(ex: Exchange, route: CompiledRoute, rt: Runtime): 
     }
 
     // retries exhausted or stopped by an error
-    void lastTarget;
     return fail(ex, rt, lastErr ?? new ProxyError("no_healthy_upstream", "no healthy upstream"));
   } catch (e) {
     return internalError(ex, rt, e);
