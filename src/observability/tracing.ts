@@ -153,7 +153,9 @@ const idBytes = new Uint8Array(24);
 /** 48 hex digits: a 16-byte trace id then an 8-byte span id (never all zero in practice). */
 function randomIds(): string {
   crypto.getRandomValues(idBytes);
-  return Buffer.from(idBytes.buffer, idBytes.byteOffset, 24).toString("hex");
+  // toHex, not Buffer.from(idBytes.buffer, …): a new view per call adds one more incoming
+  // reference to the buffer for every collection to filter (see piece() in h1/transport.ts)
+  return (idBytes as Uint8Array & { toHex(): string }).toHex();
 }
 
 class RatioSampler implements Sampler {

@@ -778,7 +778,13 @@ class Exchange {
       const buf = Buffer.allocUnsafeSlow(size);
       const n = recvNow((c.socket as Socket<Conn> & { readonly fd: number }).fd, buf); // fd: in Bun, not in its types
       if (n > 0) {
-        this.onData(c, n === size ? buf : n * 2 < size ? copyOf(buf, 0, n) : buf.subarray(0, n));
+        let read = buf;
+        if (n < size) {
+          // less than half of the buffer: a copy of its own (see piece()), else a view
+          if (n * 2 < size) buf.copy((read = Buffer.allocUnsafeSlow(n)), 0, 0, n);
+          else read = buf.subarray(0, n);
+        }
+        this.onData(c, read);
         return;
       }
       if (n === RECV_ERROR) {
