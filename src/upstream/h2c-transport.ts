@@ -183,7 +183,10 @@ function bodyStream(stream: ClientHttp2Stream, signal: AbortLike): ReadableStrea
         };
         stream.on("data", (chunk: Buffer) => {
           if (finished) return;
-          c.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+          // the Buffer itself: reading its `.buffer` to make a plain Uint8Array view would give
+          // the chunk an ArrayBuffer object that every young collection then walks (see piece()
+          // in h1/transport.ts)
+          c.enqueue(chunk);
           if ((c.desiredSize ?? 0) <= 0) stream.pause();
         });
         stream.once("end", () => finish());
