@@ -41,6 +41,8 @@ export interface Authenticator {
   verifiedCount(): number;
 }
 
+const U8_SLICE = Uint8Array.prototype.slice;
+
 class BasicChecker {
   private readonly user: Uint8Array;
   private readonly pass: Uint8Array | null;
@@ -63,8 +65,10 @@ class BasicChecker {
     const raw = Buffer.from(b64, "base64");
     const colon = raw.indexOf(58);
     if (colon < 0) return false;
-    const user = raw.subarray(0, colon);
-    const pass = raw.subarray(colon + 1);
+    // copies, not views (subarray): a view gives the decoded buffer an ArrayBuffer object that
+    // every young collection then walks (see piece() in upstream/h1/transport.ts)
+    const user = U8_SLICE.call(raw, 0, colon);
+    const pass = U8_SLICE.call(raw, colon + 1);
     const userOk = timingSafeEqual(sha256(user), this.user);
     if (this.pass !== null) {
       const passOk = timingSafeEqual(sha256(pass), this.pass);
