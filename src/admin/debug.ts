@@ -10,7 +10,7 @@
 // Heap: `Bun.generateHeapSnapshot("v8")`, a V8 `.heapsnapshot` JSON document (the format of
 // Chrome DevTools' Memory panel, "Load profile"). Taking it stops the process for a moment
 // (tens of ms for a small heap), as it does in every runtime.
-import { Session } from "node:inspector";
+import type { Session as InspectorSession } from "node:inspector";
 import type { Runtime } from "../runtime/runtime.ts";
 import { json, text } from "./respond.ts";
 
@@ -53,6 +53,8 @@ export async function cpuProfile(req: Request): Promise<Response> {
   if (!(seconds >= 1 && seconds <= 60)) return text("seconds must be a whole number from 1 to 60", 400);
   if (profiling) return text("a CPU profile is already being taken; try again when it is done", 409);
   profiling = true;
+  // loaded on first use, not with the admin API (see observability/prom.ts on what loading costs)
+  const { Session } = require("node:inspector") as { Session: typeof InspectorSession };
   const session = new Session();
   try {
     session.connect();

@@ -13,7 +13,7 @@
 // Several workers: every cell is a plain number, and `get()` returns prom-client's JSON shape,
 // so per-worker registries merge with `AggregatorRegistry.aggregate(workersJson)` (counters and
 // histograms sum; each gauge declares its `aggregator`). `metricsJson()` is what a worker sends.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Aggregator } from "prom-client";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Aggregator } from "./prom.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { CompiledRoute } from "../config/compile.ts";
 import type { UpstreamTarget } from "../upstream/target.ts";

@@ -3,7 +3,7 @@
 //
 // - Bearer and Basic; when both are configured either one is accepted.
 // - Secrets are compared in constant time: SHA-256 digests of the presented and the expected
-//   value (equal length whatever the input) through crypto.timingSafeEqual; username and
+//   value (32 bytes whatever the input) with digestEqual (no early exit); username and
 //   password are both always compared.
 // - A Basic password may be a bcrypt (`$2a$`/`$2b$`/`$2y$…`) or argon2 (`$argon2id$…`,
 //   `$argon2i$`, `$argon2d$`) hash, verified with Bun.password.verify (off the event loop).
@@ -14,7 +14,6 @@
 //   They are appended as separate fields, but Bun.serve writes repeated fields other than
 //   Set-Cookie as one comma-joined field (`Basic realm="hecate", Bearer realm="hecate"`), which
 //   RFC 9110 §11.6.1 defines as the same challenge list; clients (curl, browsers) read both.
-import { timingSafeEqual, randomBytes } from "node:crypto";
 import type { AuthConfig } from "../config/schema.ts";
 import type { ConfigError } from "../config/load.ts";
 import type { Stage } from "../pipeline/stage.ts";
@@ -30,7 +29,19 @@ const LOOKS_HASHED = /^\$(?:2[abxy]\$|argon2)/;
 /** How many verified credentials a Basic authenticator remembers. */
 export const VERIFIED_CACHE_MAX = 256;
 
-const SALT = randomBytes(32);
+const SALT = crypto.getRandomValues(new Uint8Array(32));
+
+/**
+ * Constant-time equality of two SHA-256 digests: no early exit, and both are always 32 bytes.
+ * Not node:crypto's timingSafeEqual, so that a process without auth does not load node:crypto
+ * (see observability/prom.ts on what loading costs).
+ */
+function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  let d = a.length ^ b.length;
+  const n = a.length < b.length ? a.length : b.length;
+  for (let i = 0; i < n; i++) d |= a[i]! ^ b[i]!;
+  return d === 0;
+}
 
 export interface Authenticator {
   /** true/false, or a promise of it when a password hash has to be verified. */

@@ -12,7 +12,7 @@
 // - Deny beats allow; a non-empty allow list admits only what it lists. An address with no
 //   country / ASN (or a lookup error) passes when `failOpen`, else gets 403.
 import { resolve } from "node:path";
-import maxmind, { type Reader, type Response as MmdbRecord } from "maxmind";
+import type { Reader, Response as MmdbRecord } from "maxmind";
 import type { Stage } from "../pipeline/stage.ts";
 import type { ConfigError } from "../config/load.ts";
 import { forbidden } from "./deny.ts";
@@ -74,6 +74,8 @@ export async function openMmdb(dbPath: string, kind: Kind, at: string, errors: C
   const file = resolve(process.cwd(), dbPath);
   let p = shared.get(file);
   if (!p) {
+    // loaded by the first geoIp/asn block, not by every process (see observability/prom.ts)
+    const maxmind = require("maxmind") as typeof import("maxmind");
     p = maxmind.open<MmdbRecord>(file).catch((e: unknown) => {
       const msg = e instanceof Error ? e.message : String(e);
       return /ENOENT|no such file/i.test(msg) ? `cannot open ${JSON.stringify(file)}: no such file` : `cannot open ${JSON.stringify(file)} as a MaxMind database: ${msg}`;

@@ -37,7 +37,7 @@
 //
 // One client per (runtime, URL), reference-counted by the generations that use it: a reload with
 // the same URL keeps the connection, the last generation's dispose (or shutdown) closes it.
-import { RedisClient } from "bun";
+import type { RedisClient } from "bun";
 import { log } from "../observability/log.ts";
 import { hooks } from "../pipeline/hooks.ts";
 import { TAKE_OK, type RateSpec, type TakeResult } from "./token-bucket.ts";
@@ -145,7 +145,8 @@ export class RedisConnection {
 
   constructor(readonly url: string) {
     this.shownUrl = redactUrl(url);
-    this.client = new RedisClient(url, { autoReconnect: false, enableOfflineQueue: false, connectionTimeout: CONNECT_TIMEOUT_MS });
+    // Bun.RedisClient, not an import of it: the import would make its class in every process
+    this.client = new Bun.RedisClient(url, { autoReconnect: false, enableOfflineQueue: false, connectionTimeout: CONNECT_TIMEOUT_MS });
     this.client.onclose = (err) => {
       // an unexpected close while serving; closes we cause, or failed connects, are handled where they happen
       if (!this.closed && this.state === UP) this.goDown(err?.message ?? "connection closed");

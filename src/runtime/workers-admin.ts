@@ -4,7 +4,9 @@
 // live state come from the main thread, which reads the shared state) — and /debug/vars lists
 // the workers. Each handler falls back to the single-thread answer for a runtime started
 // without workers (tests run several runtimes in one process).
-import { AggregatorRegistry } from "prom-client";
+import type { AggregatorRegistry as AggregatorRegistryT } from "prom-client";
+// from its own file: the package index would load Pushgateway too (see observability/prom.ts)
+const AggregatorRegistry: typeof AggregatorRegistryT = require("prom-client/lib/cluster");
 import type { Runtime } from "./runtime.ts";
 import type { Control } from "./workers.ts";
 import type { CollectorData } from "./worker-entry.ts";

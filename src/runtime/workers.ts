@@ -28,7 +28,9 @@
 // RESTART_MAX_MS).
 import { availableParallelism } from "node:os";
 import type { Server } from "bun";
-import { AggregatorRegistry } from "prom-client";
+import type { AggregatorRegistry as AggregatorRegistryT } from "prom-client";
+// from its own file: the package index would load Pushgateway too (see observability/prom.ts)
+const AggregatorRegistry: typeof AggregatorRegistryT = require("prom-client/lib/cluster");
 import { compileConfig } from "../config/compile.ts";
 import type { Config } from "../config/schema.ts";
 import { UpstreamRegistry } from "../upstream/registry.ts";

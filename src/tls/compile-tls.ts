@@ -20,7 +20,12 @@
 //   never writes files. Relative paths are resolved against the working directory.
 import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
-import { X509Certificate, createPrivateKey, createHash } from "node:crypto";
+import type { X509Certificate } from "node:crypto";
+
+/** node:crypto, loaded when a config has a tls section (see observability/prom.ts on what loading costs). */
+function nodeCrypto(): typeof import("node:crypto") {
+  return require("node:crypto") as typeof import("node:crypto");
+}
 import type { TLSOptions } from "bun";
 import type { Config } from "../config/schema.ts";
 import type { ConfigError } from "../config/load.ts";
@@ -121,6 +126,7 @@ export function selfSignedNames(config: Config): string[] {
 export async function compileTls(config: Config, errors: ConfigError[]): Promise<CompiledTls | null> {
   const t = config.tls;
   if (!t) return null;
+  const { X509Certificate, createPrivateKey, createHash } = nodeCrypto();
   const before = errors.length;
   if (t.certFiles.length === 0) {
     errors.push({ path: "tls.certFiles", message: "needs at least one certificate (with its key in tls.keyFiles), or remove the tls section" });

@@ -8,8 +8,6 @@
 // handshake (no request is sent) asks the origin for ["h2", "http/1.1"]; later requests use
 // `protocol: "http2"` when it chose h2. Answers are cached per origin: h2 until a request
 // fails with HTTP2Unsupported, HTTP/1.1 and failed probes for RECHECK_MS.
-import { connect } from "node:tls";
-import { isIP } from "node:net";
 import type { UpstreamTarget } from "./target.ts";
 
 export const ALPN_H2 = 2;
@@ -63,6 +61,10 @@ export class AlpnCache {
       e.until = performance.now() + (ok ? RECHECK_MS : FAILED_RECHECK_MS);
     };
     try {
+      // node:tls and node:net are loaded by the first probe (an https:// upstream), not by every
+      // process (see observability/prom.ts on what loading costs)
+      const { connect } = require("node:tls") as typeof import("node:tls");
+      const { isIP } = require("node:net") as typeof import("node:net");
       const sock = connect({
         host: t.hostname,
         port: t.port,

@@ -8,12 +8,16 @@
 // backpressure (`drain`); response bodies are pull-based: the stream is paused while more than
 // HIGH_WATER bytes wait to be read by the client. Upstream trailers are read and dropped
 // (Bun.serve cannot send response trailers).
-import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from "node:http2";
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from "node:http2";
 import { ProxyError } from "../errors.ts";
 import { abortError, type AbortLike, type UpstreamRequest, type UpstreamResponse, type UpstreamTransport } from "./transport.ts";
 import type { UpstreamTarget } from "./target.ts";
 
-const { NGHTTP2_CANCEL } = http2.constants;
+// node:http2 is loaded with the first h2c connection: a process without h2c upstreams does not
+// carry it (every loaded module lengthens each young-generation GC pause; see observability/prom.ts)
+let http2: typeof import("node:http2") | null = null;
+const NGHTTP2_CANCEL = 0x8; // RFC 9113 §7 CANCEL
+
 const IDLE_MS = 60_000;
 const HIGH_WATER = 256 * 1024;
 const CONNECT_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL", "ETIMEDOUT", "ConnectionRefused", "FailedToOpenSocket"]);
@@ -35,7 +39,7 @@ export class H2cTransport implements UpstreamTransport {
     const cur = this.sessions.get(t.origin);
     if (cur !== undefined && !cur.s.closed && !cur.s.destroyed) return cur;
     const host = t.hostname.includes(":") ? `[${t.hostname}]` : t.hostname;
-    const s = http2.connect(`http://${host}:${t.port}`);
+    const s = (http2 ??= require("node:http2") as typeof import("node:http2")).connect(`http://${host}:${t.port}`);
     const entry: Session = { s, connected: false };
     this.sessions.set(t.origin, entry);
     const forget = () => {

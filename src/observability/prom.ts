@@ -1,0 +1,13 @@
+// prom-client's classes, each from its own file rather than from the package index. The index
+// also loads Pushgateway (node:http, node:https, node:zlib) and AggregatorRegistry (node:cluster)
+// for every process, and every module a process has loaded lengthens each of its young-generation
+// GC pauses, which is Hecate's p99 (bench/RESULTS.md, eighth session). AggregatorRegistry is
+// loaded by the worker supervisor only (runtime/workers.ts, runtime/workers-admin.ts).
+import type * as P from "prom-client";
+
+export const Counter: typeof P.Counter = require("prom-client/lib/counter");
+export const Gauge: typeof P.Gauge = require("prom-client/lib/gauge");
+export const Histogram: typeof P.Histogram = require("prom-client/lib/histogram");
+export const Registry: typeof P.Registry = require("prom-client/lib/registry");
+export const collectDefaultMetrics: typeof P.collectDefaultMetrics = require("prom-client/lib/defaultMetrics");
+export type Aggregator = P.Aggregator;
