@@ -19,8 +19,10 @@ RUN bun install --production --ignore-scripts
 COPY src ./src
 # x64 by default; on an arm64 builder: --build-arg BUN_TARGET=bun-linux-arm64-musl
 ARG BUN_TARGET=bun-linux-x64-musl
-# src/runtime/worker-entry.ts: the worker threads' module (proxy.workers > 1), a second entry point
-RUN bun build --compile --minify --target=${BUN_TARGET} src/main.ts src/runtime/worker-entry.ts --outfile /out/hecate \
+# The options and entry points of scripts/build.ts (test/cli/bundle.test.ts checks they match):
+# src/runtime/worker-entry.ts is the worker threads' module (proxy.workers > 1), and --splitting
+# keeps optional modules and their Node builtins out of what every process loads.
+RUN bun build --compile --minify --splitting --target=${BUN_TARGET} src/main.ts src/runtime/worker-entry.ts --outfile /out/hecate \
  && /out/hecate --version
 
 # --- run ----------------------------------------------------------------------------------------

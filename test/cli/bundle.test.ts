@@ -43,3 +43,10 @@ test("the bundle's static import graph holds no optional Node builtin", () => {
   const optional = ["http", "https", "http2", "zlib", "stream", "inspector", "tls", "net", "cluster", "crypto", "module", "worker_threads", "dns", "url"];
   expect([...external].filter((m) => optional.includes(m)).sort()).toEqual([]);
 }, 60_000);
+
+test("the Dockerfile builds with the same options and entry points", () => {
+  const line = readFileSync(join(root, "Dockerfile"), "utf8").split("\n").find((l) => l.startsWith("RUN bun build --compile"));
+  expect(line).toBeDefined();
+  const words = line!.split(/\s+/);
+  for (const a of [...BUNDLE_ARGS, ...ENTRY_POINTS]) expect(words).toContain(a);
+});
