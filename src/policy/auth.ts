@@ -3,7 +3,7 @@
 //
 // - Bearer and Basic; when both are configured either one is accepted.
 // - Secrets are compared in constant time: SHA-256 digests of the presented and the expected
-//   value (32 bytes whatever the input) with digestEqual (no early exit); username and
+//   value (32 bytes whatever the input) with timingSafeEqual below (no early exit); username and
 //   password are both always compared.
 // - A Basic password may be a bcrypt (`$2a$`/`$2b$`/`$2y$…`) or argon2 (`$argon2id$…`,
 //   `$argon2i$`, `$argon2d$`) hash, verified with Bun.password.verify (off the event loop).

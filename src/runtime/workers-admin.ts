@@ -5,8 +5,6 @@
 // the workers. Each handler falls back to the single-thread answer for a runtime started
 // without workers (tests run several runtimes in one process).
 import type { AggregatorRegistry as AggregatorRegistryT } from "prom-client";
-// from its own file: the package index would load Pushgateway too (see observability/prom.ts)
-const AggregatorRegistry: typeof AggregatorRegistryT = require("prom-client/lib/cluster");
 import type { Runtime } from "./runtime.ts";
 import type { Control } from "./workers.ts";
 import type { CollectorData } from "./worker-entry.ts";
@@ -14,6 +12,9 @@ import { adminRoute, json, text } from "../admin/server.ts";
 import { debugVars } from "../admin/debug.ts";
 import { Collector, RouteSeries, WINDOW, BINS, collectorFor, statsDocument } from "../admin/stats.ts";
 import { contentType, exposition, metricsJson } from "../observability/metrics.ts";
+
+// from its own file: the package index would load Pushgateway too (see observability/prom.ts)
+const AggregatorRegistry: typeof AggregatorRegistryT = require("prom-client/lib/cluster");
 
 /** The control plane of each runtime started with workers. */
 export const controls = new WeakMap<Runtime, Control>();

@@ -29,8 +29,6 @@
 import { availableParallelism } from "node:os";
 import type { Server } from "bun";
 import type { AggregatorRegistry as AggregatorRegistryT } from "prom-client";
-// from its own file: the package index would load Pushgateway too (see observability/prom.ts)
-const AggregatorRegistry: typeof AggregatorRegistryT = require("prom-client/lib/cluster");
 import { compileConfig } from "../config/compile.ts";
 import type { Config } from "../config/schema.ts";
 import { UpstreamRegistry } from "../upstream/registry.ts";
@@ -46,6 +44,10 @@ import { writeSelfSigned } from "../tls/write-self-signed.ts";
 import { SharedState, createSharedBuffers } from "./shared-state.ts";
 import { createSharedRateTable } from "../policy/shared-store.ts";
 import type { CollectorData, FromWorker, GenerationMessage, ToWorker } from "./worker-entry.ts";
+
+// from its own file: the package index would load Pushgateway too (see observability/prom.ts)
+const AggregatorRegistry: typeof AggregatorRegistryT = require("prom-client/lib/cluster");
+
 export { mergeCollectors } from "./workers-admin.ts";
 
 /** How long a reload waits for every worker to serve the new generation. */

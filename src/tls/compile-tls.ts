@@ -22,14 +22,15 @@ import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { X509Certificate } from "node:crypto";
 
-/** node:crypto, loaded when a config has a tls section (see observability/prom.ts on what loading costs). */
-function nodeCrypto(): typeof import("node:crypto") {
-  return require("node:crypto") as typeof import("node:crypto");
-}
 import type { TLSOptions } from "bun";
 import type { Config } from "../config/schema.ts";
 import type { ConfigError } from "../config/load.ts";
 import { generateSelfSigned } from "./self-signed.ts";
+
+/** node:crypto, loaded when a config has a tls section (see observability/prom.ts on what loading costs). */
+function nodeCrypto(): typeof import("node:crypto") {
+  return require("node:crypto") as typeof import("node:crypto");
+}
 
 /** OpenSSL/BoringSSL SSL_OP_NO_TLSv1_2 (BUN-NOTES: forbids TLS 1.2 on Bun.serve). */
 const SSL_OP_NO_TLSv1_2 = 0x08000000;
