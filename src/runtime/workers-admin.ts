@@ -4,7 +4,6 @@
 // live state come from the main thread, which reads the shared state) — and /debug/vars lists
 // the workers. Each handler falls back to the single-thread answer for a runtime started
 // without workers (tests run several runtimes in one process).
-import type { AggregatorRegistry as AggregatorRegistryT } from "prom-client";
 import type { Runtime } from "./runtime.ts";
 import type { Control } from "./workers.ts";
 import type { CollectorData } from "./worker-entry.ts";
@@ -12,9 +11,7 @@ import { adminRoute, json, text } from "../admin/server.ts";
 import { debugVars } from "../admin/debug.ts";
 import { Collector, RouteSeries, WINDOW, BINS, collectorFor, statsDocument } from "../admin/stats.ts";
 import { contentType, exposition, metricsJson } from "../observability/metrics.ts";
-
-// from its own file: the package index would load Pushgateway too (see observability/prom.ts)
-const AggregatorRegistry: typeof AggregatorRegistryT = require("prom-client/lib/cluster");
+import { aggregatorRegistry } from "../observability/prom.ts";
 
 /** The control plane of each runtime started with workers. */
 export const controls = new WeakMap<Runtime, Control>();
@@ -61,7 +58,7 @@ adminRoute("/metrics", {
     const ctl = controls.get(rt);
     if (ctl === undefined) return new Response(await exposition(rt), { headers: METRICS_HEADERS });
     const [own, parts] = await Promise.all([metricsJson(rt), ctl.collect()]);
-    const merged = AggregatorRegistry.aggregate([own, ...parts.metrics] as never);
+    const merged = aggregatorRegistry().aggregate([own, ...parts.metrics] as never);
     return new Response(await merged.metrics(), { headers: METRICS_HEADERS });
   },
 });

@@ -28,7 +28,6 @@
 // RESTART_MAX_MS).
 import { availableParallelism } from "node:os";
 import type { Server } from "bun";
-import type { AggregatorRegistry as AggregatorRegistryT } from "prom-client";
 import { compileConfig } from "../config/compile.ts";
 import type { Config } from "../config/schema.ts";
 import { UpstreamRegistry } from "../upstream/registry.ts";
@@ -44,9 +43,7 @@ import { writeSelfSigned } from "../tls/write-self-signed.ts";
 import { SharedState, createSharedBuffers } from "./shared-state.ts";
 import { createSharedRateTable } from "../policy/shared-store.ts";
 import type { CollectorData, FromWorker, GenerationMessage, ToWorker } from "./worker-entry.ts";
-
-// from its own file: the package index would load Pushgateway too (see observability/prom.ts)
-const AggregatorRegistry: typeof AggregatorRegistryT = require("prom-client/lib/cluster");
+import { aggregatorRegistry } from "../observability/prom.ts";
 
 export { mergeCollectors } from "./workers-admin.ts";
 
@@ -279,7 +276,7 @@ export class Control {
   }
 
   private async retire(last: unknown[]): Promise<void> {
-    this.retiredMetrics = this.retiredMetrics === null ? last : await AggregatorRegistry.aggregate([this.retiredMetrics, last] as never).getMetricsAsJSON();
+    this.retiredMetrics = this.retiredMetrics === null ? last : await aggregatorRegistry().aggregate([this.retiredMetrics, last] as never).getMetricsAsJSON();
   }
 
   /** Every worker publishes its counters now (exact numbers for the admin API). */

@@ -9,6 +9,7 @@
 // `protocol: "http2"` when it chose h2. Answers are cached per origin: h2 until a request
 // fails with HTTP2Unsupported, HTTP/1.1 and failed probes for RECHECK_MS.
 import type { UpstreamTarget } from "./target.ts";
+import { parseIp } from "../policy/ip.ts";
 
 export const ALPN_H2 = 2;
 export const ALPN_H1 = 1;
@@ -61,14 +62,13 @@ export class AlpnCache {
       e.until = performance.now() + (ok ? RECHECK_MS : FAILED_RECHECK_MS);
     };
     try {
-      // node:tls and node:net are loaded by the first probe (an https:// upstream), not by every
-      // process (see observability/prom.ts on what loading costs)
+      // node:tls is loaded by the first probe (an https:// upstream), not by every process (see
+      // observability/prom.ts on what loading costs)
       const { connect } = require("node:tls") as typeof import("node:tls");
-      const { isIP } = require("node:net") as typeof import("node:net");
       const sock = connect({
         host: t.hostname,
         port: t.port,
-        ...(isIP(t.hostname) === 0 ? { servername: t.hostname } : {}),
+        ...(parseIp(t.hostname) === null ? { servername: t.hostname } : {}),
         ALPNProtocols: ["h2", "http/1.1"],
         // nothing is sent over this connection: the certificate is checked by the real requests
         rejectUnauthorized: false,
