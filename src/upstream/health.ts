@@ -121,6 +121,11 @@ class Prober {
     // a probe in flight re-runs as soon as it has settled (see `run`)
   }
 
+  /** The probe in flight, if any (null when idle). */
+  get inFlight(): Promise<void> | null {
+    return this.running;
+  }
+
   /** Stop probing; resolves once the probe in flight (if any) has settled. */
   stop(): Promise<void> {
     this.stopped = true;
@@ -243,6 +248,15 @@ export class HealthChecker {
         this.probers.set(url, np);
         np.start();
       }
+    }
+  }
+
+  /** Resolves once no probe is in flight (a probe re-run on settling counts as in flight); tests. */
+  async settled(): Promise<void> {
+    for (;;) {
+      const busy = [...this.probers.values()].map((p) => p.inFlight).filter((r) => r !== null);
+      if (busy.length === 0) return;
+      await Promise.all(busy);
     }
   }
 

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { heapStats } from "bun:jsc";
 import { startHecate } from "../helpers/hecate.ts";
 import { reload } from "../../src/runtime/reload.ts";
+import { healthCheckerOf } from "../../src/upstream/health.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hecate-leak-"));
 const file = join(dir, "hecate.yaml");
@@ -125,6 +126,9 @@ async function reloads(from: number, n: number): Promise<void> {
 
 // warm up: JIT, pools, lazily created module state
 await reloads(0, 200);
+// A health probe in flight holds a timeout timer and a connection: measure between probes, as
+// at t1 (a CI run once counted three probes in flight at t1 and none at t0: timers +3).
+await healthCheckerOf(h.rt)!.settled();
 const t0 = timers();
 const f0 = fds();
 const targets0 = fdTargets();
@@ -135,6 +139,7 @@ const heap0 = heapStats().heapSize; // after the full GC in timers()
 const gen0 = h.rt.gen.id;
 
 await reloads(200, 1000);
+await healthCheckerOf(h.rt)!.settled();
 
 const t1 = timers();
 const heap1 = heapStats().heapSize;
