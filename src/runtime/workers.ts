@@ -44,7 +44,6 @@ import { SharedState, createSharedBuffers } from "./shared-state.ts";
 import { createSharedRateTable } from "../policy/shared-store.ts";
 import type { CollectorData, FromWorker, GenerationMessage, ToWorker } from "./worker-entry.ts";
 import { aggregatorRegistry } from "../observability/prom.ts";
-
 export { mergeCollectors } from "./workers-admin.ts";
 
 /** How long a reload waits for every worker to serve the new generation. */

@@ -21,13 +21,15 @@
 import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { X509Certificate } from "node:crypto";
-
 import type { TLSOptions } from "bun";
 import type { Config } from "../config/schema.ts";
 import type { ConfigError } from "../config/load.ts";
 import { generateSelfSigned } from "./self-signed.ts";
 
-/** node:crypto, loaded when a config has a tls section (see observability/prom.ts on what loading costs). */
+/**
+ * node:crypto, loaded when a config has a tls section (see observability/prom.ts on what loading
+ * costs). A function of its own because compileTls has a local named `require`.
+ */
 function nodeCrypto(): typeof import("node:crypto") {
   return require("node:crypto") as typeof import("node:crypto");
 }

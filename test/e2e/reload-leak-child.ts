@@ -126,8 +126,8 @@ async function reloads(from: number, n: number): Promise<void> {
 
 // warm up: JIT, pools, lazily created module state
 await reloads(0, 200);
-// A health probe in flight holds a timeout timer and a connection: measure between probes, as
-// at t1 (a CI run once counted three probes in flight at t1 and none at t0: timers +3).
+// A health probe in flight holds a timeout timer and a connection: take both counts between
+// probes (a CI run once counted three probes in flight at t1 and none at t0: timers +3).
 await healthCheckerOf(h.rt)!.settled();
 const t0 = timers();
 const f0 = fds();
