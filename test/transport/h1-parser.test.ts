@@ -21,7 +21,7 @@ interface Parsed {
   error: string;
   status: number;
   statusText: string;
-  headers: string[];
+  headers: readonly string[];
   framing: number;
   keepAlive: boolean;
   upgraded: boolean;
@@ -33,8 +33,8 @@ interface Parsed {
 }
 
 /** Feed `chunks` to a parser; at the end, EOF (`finish()`) when `eof`. */
-function parse(chunks: Uint8Array[], opts: { noBody?: boolean; upgrade?: boolean; eof?: boolean; maxHeaderBytes?: number } = {}): Parsed {
-  const p = new ResponseParser({ maxHeaderBytes: opts.maxHeaderBytes });
+function parse(chunks: Uint8Array[], opts: { noBody?: boolean; upgrade?: boolean; eof?: boolean; maxHeaderBytes?: number; parser?: ResponseParser } = {}): Parsed {
+  const p = opts.parser ?? new ResponseParser({ maxHeaderBytes: opts.maxHeaderBytes });
   p.reset(opts.noBody ?? false, opts.upgrade ?? false);
   const out: Parsed = { ok: false, error: "", status: 0, statusText: "", headers: [], framing: -1, keepAlive: false, upgraded: false, body: Buffer.alloc(0), rest: 0, complete: false };
   const parts: Buffer[] = [];
@@ -291,6 +291,33 @@ describe("fixed cases", () => {
       expect(p.done).toBe(true);
     }
   });
+
+  test("a head equal to the connection's last one parses to the same outputs (remembered), whatever the request", () => {
+    const p = new ResponseParser();
+    const head = "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 3\r\n\r\n";
+    const get = () => parse([b(head + "abc")], { parser: p });
+    const first = get();
+    const fields = p.headers;
+    expect(first).toMatchObject({ ok: true, status: 200, statusText: "OK", headers: ["Server", "x", "Content-Length", "3"], keepAlive: true, complete: true });
+    expect(first.body.toString()).toBe("abc");
+    expect(get()).toEqual(first);
+    expect(p.headers).toBe(fields); // the same array: nothing was parsed again
+    // HEAD: the same head, no body
+    const head1 = parse([b(head)], { parser: p, noBody: true });
+    expect(head1).toMatchObject({ ok: true, status: 200, framing: FRAMING_NONE, keepAlive: true, complete: true, rest: 0 });
+    expect(get()).toEqual(first);
+    // one byte different: parsed anew
+    const other = parse([b(head.replace("x", "y") + "abc")], { parser: p });
+    expect(other.headers).toEqual(["Server", "y", "Content-Length", "3"]);
+    expect(p.headers).not.toBe(fields);
+    // close-delimited (not reusable), then the same head to a HEAD request (reusable)
+    const close = "HTTP/1.1 200 OK\r\nServer: x\r\n\r\n";
+    expect(parse([b(close + "zz")], { parser: p, eof: true })).toMatchObject({ ok: true, keepAlive: false, framing: FRAMING_CLOSE });
+    expect(parse([b(close)], { parser: p, noBody: true })).toMatchObject({ ok: true, keepAlive: true, framing: FRAMING_NONE });
+    expect(parse([b(close + "zz")], { parser: p, eof: true })).toMatchObject({ ok: true, keepAlive: false, framing: FRAMING_CLOSE });
+    // a remembered head that an upgrade request gets is still not a 101
+    expect(parse([b(head + "abc")], { parser: p, upgrade: true })).toMatchObject({ ok: true, status: 200, upgraded: false });
+  });
 });
 
 // ---------------------------------------------------------------------------------------
@@ -441,6 +468,25 @@ describe("properties", () => {
         }
       }),
       { numRuns: 12_000 },
+    );
+  });
+
+  test("one parser reused for responses whose heads repeat parses each like a fresh parser (3,000 runs)", () => {
+    fc.assert(
+      fc.property(fc.array(modelArb, { minLength: 1, maxLength: 3 }), fc.array(fc.nat(), { minLength: 2, maxLength: 10 }), (models, picks) => {
+        const p = new ResponseParser();
+        for (const k of picks) {
+          const m = models[k % models.length]!;
+          const s = serialize(m);
+          const opts = { noBody: m.head, eof: s.needsEof };
+          const fresh = parse([s.bytes], opts);
+          const reused = parse([s.bytes], { ...opts, parser: p });
+          expect(reused).toEqual(fresh);
+          expect(p.keepAliveTimeoutMs).toBe(-1);
+          expect(p.contentLength).toBe(m.framing.kind === "length" ? m.framing.body.length : -1);
+        }
+      }),
+      { numRuns: 3_000 },
     );
   });
 

@@ -58,6 +58,8 @@ const S_CHUNK_BWS = 17; // whitespace after the chunk size: only ";" or CRLF may
 const HEAD_RE = /^HTTP\/1\.[01] \d\d\d(?: [\t\x20-\x7e\x80-\xff]*)?\r\n(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*$/;
 
 const NO_HEADERS: string[] = [];
+/** Heads up to this size are remembered (see ResponseParser.memo). */
+const MEMO_MAX_BYTES = 4096;
 const CR = 13;
 const LF = 10;
 /** "\r\n\r\n" as a Buffer: Buffer#indexOf with a Buffer needle is several times faster than with a string. */
@@ -83,8 +85,8 @@ export class ResponseParser {
   statusText = "";
   /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
   minor = 1;
-  /** Field lines as they arrived: [name, value, name, value, …], names in their original case. */
-  headers: string[] = NO_HEADERS;
+  /** Field lines as they arrived: [name, value, name, value, …], names in their original case. Shared with later responses of the same head (see memo): never modify it. */
+  headers: readonly string[] = NO_HEADERS;
   framing: Framing = FRAMING_NONE;
   /** Declared Content-Length, or -1. */
   contentLength = -1;
@@ -111,6 +113,23 @@ export class ResponseParser {
   private sizeDigits = 0;
   private headBuf: Buffer | null = null;
   private headLen = 0;
+  /** The framing the last parsed head declares (before HEAD / 204 / 304 make it none). */
+  private parsedFraming: Framing = FRAMING_NONE;
+  private parsedKeepAlive = true;
+  // The last final head parsed whole from one read, byte for byte, and what it parsed to: an
+  // upstream answers a run of requests with the same head (nginx's changes with its Date, once
+  // a second), and a head equal to it is taken from here without a string, a regular
+  // expression or a split (memoHeaders is then the same array: read-only to callers).
+  private memo: Buffer | null = null;
+  private memoLen = 0;
+  private memoStatus = 0;
+  private memoStatusText = "";
+  private memoMinor = 1;
+  private memoHeaders: readonly string[] = NO_HEADERS;
+  private memoLength = -1;
+  private memoFraming: Framing = FRAMING_NONE;
+  private memoKeepAlive = true;
+  private memoKeepAliveMs = -1;
 
   constructor(opts: ParserOptions = {}) {
     this.maxHeaderBytes = opts.maxHeaderBytes ?? 64 * 1024;
@@ -370,7 +389,11 @@ export class ResponseParser {
           return this.fail("response head too large");
         }
         this.pos = idx + 4;
-        return this.parseHead(buf.toString("latin1", pos, idx + 2));
+        const len = idx + 2 - pos;
+        if (len === this.memoLen && buf.compare(this.memo!, 0, len, pos, idx + 2) === 0) return this.fromMemo();
+        const r = this.parseHead(buf.toString("latin1", pos, idx + 2));
+        if (r === STEP_HEAD && !this.upgraded && len <= MEMO_MAX_BYTES) this.remember(buf, pos, len);
+        return r;
       }
     }
     // the head spans buffers: keep it (bounded), and fail early on garbage
@@ -491,6 +514,8 @@ export class ResponseParser {
     this.contentLength = cl;
     this.keepAlive = !connClose && (minor === 1 || connKeepAlive);
     this.keepAliveTimeoutMs = kaTimeout;
+    this.parsedFraming = framing;
+    this.parsedKeepAlive = this.keepAlive;
 
     if (status === 101) {
       if (!this.expectUpgrade) return this.fail("101 without an upgrade request");
@@ -500,6 +525,41 @@ export class ResponseParser {
       this.state = S_UPGRADED;
       return STEP_HEAD;
     }
+    return this.enter(framing);
+  }
+
+  /** Keep the head just parsed (`len` bytes of `buf` from `pos`) and its outputs. */
+  private remember(buf: Buffer, pos: number, len: number): void {
+    let m = this.memo;
+    if (m === null || m.length < len) m = this.memo = Buffer.allocUnsafeSlow(Math.max(len, 512));
+    buf.copy(m, 0, pos, pos + len);
+    this.memoLen = len;
+    this.memoStatus = this.status;
+    this.memoStatusText = this.statusText;
+    this.memoMinor = this.minor;
+    this.memoHeaders = this.headers;
+    this.memoLength = this.contentLength;
+    this.memoFraming = this.parsedFraming;
+    this.memoKeepAlive = this.parsedKeepAlive;
+    this.memoKeepAliveMs = this.keepAliveTimeoutMs;
+  }
+
+  /** The outputs of the remembered head (the same bytes arrived again). */
+  private fromMemo(): Step {
+    this.status = this.memoStatus;
+    this.statusText = this.memoStatusText;
+    this.minor = this.memoMinor;
+    this.headers = this.memoHeaders;
+    this.contentLength = this.memoLength;
+    this.keepAlive = this.memoKeepAlive;
+    this.keepAliveTimeoutMs = this.memoKeepAliveMs;
+    return this.enter(this.memoFraming);
+  }
+
+  /** Set up the body state of a final, non-101 head whose own framing is `framing`. */
+  private enter(framing: Framing): Step {
+    const status = this.status;
+    const cl = this.contentLength;
     if (this.noBody || status === 204 || status === 304) framing = FRAMING_NONE;
     this.framing = framing;
     switch (framing) {
