@@ -61,6 +61,8 @@ export interface CompiledRoute {
   readonly reqRemove: readonly string[];
   readonly respSet: readonly [string, string][];
   readonly respRemove: readonly string[];
+  /** No response header ops and no sticky marker: a response's head is the upstream's plus Hecate's fields. */
+  readonly plainResponses: boolean;
   readonly config: RouteConfig;
 }
 
@@ -214,6 +216,7 @@ export async function compileConfig(config: Config, registry: UpstreamRegistry, 
       reqRemove: rc.headers.request.remove.map((h) => h.toLowerCase()),
       respSet: lower(rc.headers.response.set),
       respRemove: rc.headers.response.remove.map((h) => h.toLowerCase()),
+      plainResponses: sticky === null && rc.headers.response.remove.length === 0 && Object.keys(rc.headers.response.set).length === 0,
       config: rc,
     });
   }

@@ -219,6 +219,29 @@ export function attemptText(n: number): string {
   return n < ATTEMPT_TEXT.length ? ATTEMPT_TEXT[n]! : String(n);
 }
 
+/**
+ * `h` (an upstream response's end-to-end fields, none of them one Hecate adds) made into a
+ * template of the responses Hecate answers with that head: with Via, and X-Request-Id and
+ * X-Retry-Attempt to be set per response (stampTemplate). Returns `h`.
+ */
+export function responseTemplate(h: Headers): Headers {
+  h.append("via", "1.1 hecate");
+  h.append("x-request-id", "-");
+  h.append("x-retry-attempt", "0");
+  return h;
+}
+
+/**
+ * A template (responseTemplate) with this exchange's X-Request-Id and X-Retry-Attempt: what
+ * decorateResponseHeaders makes of its head on a route without response ops. It stays the
+ * template's until its next stamp, so it is passed to `new Response` (which copies it) at once.
+ */
+export function stampTemplate(tpl: Headers, ex: Exchange, attempt: number): Headers {
+  tpl.set("x-request-id", ex.requestId);
+  tpl.set("x-retry-attempt", attemptText(attempt));
+  return tpl;
+}
+
 /** Headers Hecate adds to every proxied response, then the route's response ops. */
 export function decorateResponseHeaders(h: Headers, ex: Exchange, route: CompiledRoute, attempt: number, undecorated = false): void {
   if (undecorated) {

@@ -5,7 +5,7 @@ import { clientGone, ProxyError, errorResponse } from "../errors.ts";
 import type { CompiledRoute, RetrySettings } from "../config/compile.ts";
 import type { Exchange } from "../pipeline/exchange.ts";
 import type { Runtime } from "../runtime/runtime.ts";
-import { upstreamRequestHeaders, stripResponseHopHeaders, decorateResponseHeaders, attemptText } from "../pipeline/headers.ts";
+import { upstreamRequestHeaders, stripResponseHopHeaders, decorateResponseHeaders, attemptText, stampTemplate } from "../pipeline/headers.ts";
 import { selectUpstream, issueSticky } from "./select.ts";
 import type { UpstreamTarget } from "./target.ts";
 import { bytesStream, type UpstreamResponse } from "./transport.ts";
@@ -453,13 +453,23 @@ export const RESPONSE_BUFFER_BYTES = 12 * 1024;
 
 /** Build the client's response around the upstream one; finish when its body is done. */
 function respond(ex: Exchange, route: CompiledRoute, rt: Runtime, r: UpstreamResponse, attempt: number, t: UpstreamTarget): Response | Promise<Response> {
+  const bytes = r.bodyBytes;
+  const tpl = r.template;
+  if (tpl !== undefined && bytes !== undefined && bytes.byteLength <= RESPONSE_BUFFER_BYTES && route.plainResponses) {
+    // the common answer: the upstream's head as it came last, Hecate's fields stamped on
+    ex.status = r.status;
+    t.state.inflight--;
+    ex.bytes = bytes.byteLength;
+    const res = new Response(bytes, { status: r.status, statusText: r.statusText, headers: stampTemplate(tpl, ex, attempt) });
+    rt.finish(ex, res);
+    return res;
+  }
   const h = r.headers;
   if (r.hopStripped !== true) stripResponseHopHeaders(h);
   decorateResponseHeaders(h, ex, route, attempt, r.undecorated === true);
   if (route.sticky !== null) issueSticky(ex, route.sticky, t, h);
   ex.status = r.status;
   const state = t.state;
-  const bytes = r.bodyBytes;
   if (bytes !== undefined) {
     state.inflight--;
     ex.bytes = bytes.byteLength;

@@ -63,6 +63,13 @@ export interface UpstreamResponse {
   undecorated?: boolean;
   /** The complete body, when the transport already has all of it (no stream needed). */
   bodyBytes?: Uint8Array;
+  /**
+   * The transport's template of this head (headers.ts responseTemplate), when it keeps one: it
+   * is the same object for later responses with the same head, so a caller only stamps it
+   * (stampTemplate) and passes it straight to `new Response`, and never keeps or changes it
+   * otherwise. Saves making a Headers per response: `headers` is then made only when read.
+   */
+  template?: Headers;
 }
 
 export interface UpstreamTransport {

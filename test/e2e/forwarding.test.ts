@@ -141,6 +141,38 @@ describe("response headers", () => {
   });
 });
 
+describe("response headers over one upstream connection", () => {
+  // The HTTP/1.1 transport keeps the last head of each connection as a template of Hecate's
+  // answer and stamps it per response (headers.ts responseTemplate): nothing of one response
+  // may reach another, and routes with response ops or retries still get their own fields.
+  test("each response carries its own X-Request-Id and attempt, Via once; response ops apply per route", async () => {
+    let fail = 0;
+    const up = upstream(() => (fail-- > 0 ? new Response("no", { status: 503, headers: { server: "up" } }) : new Response("ok", { headers: { server: "up" } })));
+    const h = await hecate({
+      proxy: {
+        retry: { maxRetries: 1, backoffBaseMs: 1, backoffMaxMs: 1 },
+        routes: [
+          { name: "ops", pathPrefix: "/ops", upstreams: [up.url], headers: { response: { set: { "X-Served-By": "hecate" }, remove: ["Server"] } } },
+          { name: "plain", upstreams: [up.url] },
+        ],
+      },
+    });
+    for (let i = 0; i < 40; i++) {
+      const ops = i % 3 === 1;
+      if (i % 5 === 4) fail = 1; // the next attempt is answered 503, the retry 200
+      const retried = fail === 1;
+      const id = `req-${i}`;
+      const r = await fetch(`${h.url}${ops ? "/ops" : "/p"}`, { headers: { "x-request-id": id } });
+      expect(await r.text()).toBe("ok");
+      expect(r.headers.get("x-request-id")).toBe(id);
+      expect(r.headers.get("via")).toBe("1.1 hecate");
+      expect(r.headers.get("x-retry-attempt")).toBe(retried ? "1" : "0");
+      expect(r.headers.get("server")).toBe(ops ? null : "up");
+      expect(r.headers.get("x-served-by")).toBe(ops ? "hecate" : null);
+    }
+  });
+});
+
 describe("response bodies and Content-Length", () => {
   // Up to RESPONSE_BUFFER_BYTES a body is answered whole with the upstream's Content-Length;
   // above, as a stream (chunked: Bun.serve writes larger fixed-length heads uncorked, see forward.ts).

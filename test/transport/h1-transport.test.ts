@@ -435,6 +435,36 @@ describe("response", () => {
     await until(() => srv.closed === 1, "closed");
   });
 
+  test("responses with the same head on a connection share one template; their headers are made when read", async () => {
+    let extra = "Server: a\r\n";
+    const srv = rawServer({ onHead: (s) => void rawSend(s, OK("ok", extra)) });
+    const t = transport();
+    const r1 = await t.send(req(srv.port));
+    const r2 = await t.send(req(srv.port));
+    expect(srv.accepted).toBe(1);
+    expect(Buffer.from(r2.bodyBytes!).toString()).toBe("ok");
+    expect(r1.template).toBeDefined();
+    expect(r2.template).toBe(r1.template!);
+    expect(Object.fromEntries(r2.template!)).toEqual({ server: "a", "content-length": "2", via: "1.1 hecate", "x-request-id": "-", "x-retry-attempt": "0" });
+    // the response's own headers: the upstream's fields only, a Headers of its own
+    expect(Object.fromEntries(r2.headers)).toEqual({ server: "a", "content-length": "2" });
+    expect(r2.headers).not.toBe(r1.headers);
+    expect(r2.undecorated).toBe(true);
+    // another head: another template
+    extra = "Server: b\r\n";
+    const r3 = await t.send(req(srv.port));
+    expect(r3.template).not.toBe(r1.template!);
+    expect(r3.template!.get("server")).toBe("b");
+    expect(r1.template!.get("server")).toBe("a");
+    // a head with a field Hecate sets itself: no template (the fields are merged per response)
+    extra = "Via: 1.0 up\r\n";
+    const r4 = await t.send(req(srv.port));
+    expect(r4.template).toBeUndefined();
+    expect(r4.undecorated).toBe(false);
+    expect(r4.headers.get("via")).toBe("1.0 up");
+    expect(srv.accepted).toBe(1);
+  });
+
   test("bytes from an idle connection make it unusable: the next request opens a new one", async () => {
     const srv = rawServer({
       onHead: (s) => {

@@ -24,7 +24,7 @@ import { ConnPool, type OriginPool, type PoolOptions } from "./pool.ts";
 import { FRAMING_NONE, ResponseParser, STEP_BODY, STEP_DONE, STEP_ERROR, STEP_HEAD, STEP_MORE } from "./parser.ts";
 import { H1Tunnel } from "./tunnel.ts";
 import { RECV_ERROR, recvNow } from "../../runtime/socket-options.ts";
-import { endToEndHeaders, endToEndScan } from "../../pipeline/headers.ts";
+import { endToEndHeaders, endToEndScan, responseTemplate } from "../../pipeline/headers.ts";
 
 export { H1Tunnel, type TunnelHandlers } from "./tunnel.ts";
 
@@ -42,22 +42,36 @@ export interface H1TransportOptions extends PoolOptions {
 }
 
 /**
- * A response whose whole body arrived with its head: `bodyBytes` is the body, and `body` is
- * made into a stream only for a consumer that asks for one (forward.ts does not).
+ * A response as the pipeline gets it. Its `headers` are made when first read, from the parsed
+ * fields (unless the upgrade path made them); a response whose head equals the connection's previous one
+ * also carries that head's `template` (transport.ts UpstreamResponse), which forward.ts uses
+ * instead when it can, so that most responses never make a Headers of their own. A body that
+ * arrived whole with the head is `bodyBytes`, made into a stream only for a consumer that asks
+ * for one (forward.ts does not).
  */
-class InlineResponse implements H1UpgradeResponse {
-  private stream: ReadableStream<Uint8Array> | null = null;
+class H1Response implements H1UpgradeResponse {
   readonly tunnel = null;
+  bodyBytes: Uint8Array | undefined = undefined;
+  stream: ReadableStream<Uint8Array> | null = null;
+  private made: Headers | null;
   constructor(
     readonly status: number,
     readonly statusText: string,
-    readonly headers: Headers,
-    readonly bodyBytes: Uint8Array,
-    readonly hopStripped: boolean,
+    headers: Headers | null,
+    private readonly fields: readonly string[],
     readonly undecorated: boolean,
-  ) {}
-  get body(): ReadableStream<Uint8Array> {
-    return (this.stream ??= bytesStream(this.bodyBytes));
+    readonly template: Headers | undefined,
+    /** false for the answer to an upgrade request: its Connection and Upgrade fields stay. */
+    readonly hopStripped = true,
+  ) {
+    this.made = headers;
+  }
+  get headers(): Headers {
+    return (this.made ??= endToEndHeaders(this.fields));
+  }
+  get body(): ReadableStream<Uint8Array> | null {
+    if (this.stream === null && this.bodyBytes !== undefined) this.stream = bytesStream(this.bodyBytes);
+    return this.stream;
   }
 }
 
@@ -120,6 +134,10 @@ class Conn {
   tunnel: H1Tunnel | null = null;
   timer: Timer | undefined = undefined;
   readonly parser: ResponseParser;
+  /** The parsed fields (the parser's remembered array) `template` was made from. */
+  templateOf: readonly string[] | null = null;
+  /** The response headers of `templateOf` as Hecate answers them (headers.ts responseTemplate). */
+  template: Headers | undefined = undefined;
 
   constructor(
     readonly t: H1Transport,
@@ -371,7 +389,7 @@ class Exchange {
    * bytes are collected in `inline`; send() resolves with `bodyBytes` when the body ends in that
    * read (no stream at all), else with a stream fed the collected bytes first.
    */
-  heldHead: H1UpgradeResponse | null = null;
+  heldHead: H1Response | null = null;
   inline: Uint8Array[] | null = null;
 
   constructor(
@@ -592,17 +610,33 @@ class Exchange {
     const hs = p.headers;
     // an upgrade's answer keeps Connection/Upgrade (the WebSocket proxy reads them); any other
     // leaves without its hop-by-hop fields, so forward() has nothing to delete
-    const stripped = !this.upgrade;
-    let headers: Headers;
-    let undecorated = false;
-    if (stripped) {
-      headers = endToEndHeaders(hs);
-      undecorated = endToEndScan.undecorated;
-    } else {
-      headers = new Headers();
-      for (let i = 0; i < hs.length; i += 2) headers.append(hs[i]!, hs[i + 1]!);
-    }
     this.settled = true;
+    if (!this.upgrade) {
+      let r: H1Response;
+      if (hs === c.templateOf) r = new H1Response(p.status, p.statusText, null, hs, true, c.template);
+      else {
+        // a head this connection did not bring last: a template for it when Hecate's fields can be added
+        const headers = endToEndHeaders(hs);
+        if (endToEndScan.undecorated) {
+          c.templateOf = hs;
+          c.template = responseTemplate(headers);
+          r = new H1Response(p.status, p.statusText, null, hs, true, c.template);
+        } else {
+          c.templateOf = null;
+          c.template = undefined;
+          r = new H1Response(p.status, p.statusText, headers, hs, false, undefined);
+        }
+      }
+      if (p.framing === FRAMING_NONE) {
+        this.resolve(r);
+        return true;
+      }
+      this.heldHead = r;
+      this.inline = [];
+      return true;
+    }
+    const headers = new Headers();
+    for (let i = 0; i < hs.length; i += 2) headers.append(hs[i]!, hs[i + 1]!);
     if (p.upgraded) {
       const tunnel = new H1Tunnel(c, chunk.subarray(pos));
       c.tunnel = tunnel;
@@ -622,10 +656,10 @@ class Exchange {
       return false;
     }
     if (p.framing === FRAMING_NONE) {
-      this.resolve({ status: p.status, statusText: p.statusText, headers, body: null, tunnel: null, hopStripped: stripped, undecorated });
+      this.resolve({ status: p.status, statusText: p.statusText, headers, body: null, tunnel: null });
       return true;
     }
-    this.heldHead = { status: p.status, statusText: p.statusText, headers, body: null, tunnel: null, hopStripped: stripped, undecorated };
+    this.heldHead = new H1Response(p.status, p.statusText, headers, hs, false, undefined, false);
     this.inline = [];
     return true;
   }
@@ -636,7 +670,7 @@ class Exchange {
     const parts = this.inline!;
     this.heldHead = null;
     this.inline = null;
-    r.body = new ReadableStream<Uint8Array>(this, this.t.bodyStrategy);
+    r.stream = new ReadableStream<Uint8Array>(this, this.t.bodyStrategy);
     for (const part of parts) this.ctrl!.enqueue(part);
     // the rest of the body is read when it is asked for (pull), like every later piece
     const c = this.conn!;
@@ -666,7 +700,8 @@ class Exchange {
       }
       bytes = all;
     }
-    this.resolve(new InlineResponse(r.status, r.statusText, r.headers, bytes, r.hopStripped === true, r.undecorated === true));
+    r.bodyBytes = bytes;
+    this.resolve(r);
   }
 
   private onDone(c: Conn, trailing: boolean): void {
