@@ -85,7 +85,10 @@ export class ResponseParser {
   statusText = "";
   /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
   minor = 1;
-  /** Field lines as they arrived: [name, value, name, value, …], names in their original case. Shared with later responses of the same head (see memo): never modify it. */
+  /**
+   * Field lines as they arrived: [name, value, name, value, …], names in their original case.
+   * The same array for later responses with the same head (see `memo`): never modify it.
+   */
   headers: readonly string[] = NO_HEADERS;
   framing: Framing = FRAMING_NONE;
   /** Declared Content-Length, or -1. */

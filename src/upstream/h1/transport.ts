@@ -14,6 +14,9 @@
 // reads what the kernel already holds itself, a bounded amount (readSize), instead of resuming
 // the socket: Bun reads everything the kernel holds (up to 512 KiB) at once, and a slow client
 // would then keep all of it alive (bench/RESULTS.md, fifth session).
+// A head byte-for-byte equal to the connection's previous one is not parsed again (parser.ts
+// memo), and is answered from the connection's template of Hecate's response headers
+// (H1Response, headers.ts responseTemplate): most responses build no Headers of their own.
 // A connection goes back to the pool only when the response was read to its end, was
 // well-formed, nothing followed it, the request was fully written and neither side asked to
 // close; anything else closes it.
@@ -43,11 +46,11 @@ export interface H1TransportOptions extends PoolOptions {
 
 /**
  * A response as the pipeline gets it. Its `headers` are made when first read, from the parsed
- * fields (unless the upgrade path made them); a response whose head equals the connection's previous one
- * also carries that head's `template` (transport.ts UpstreamResponse), which forward.ts uses
- * instead when it can, so that most responses never make a Headers of their own. A body that
- * arrived whole with the head is `bodyBytes`, made into a stream only for a consumer that asks
- * for one (forward.ts does not).
+ * fields (the upgrade path makes them at once). An undecorated head also carries the
+ * connection's `template` of it (transport.ts UpstreamResponse), the same object for as long
+ * as the connection brings the same head; forward.ts answers from it when it can, so that most
+ * responses never make a Headers of their own. A body that arrived whole with the head is
+ * `bodyBytes`, made into a stream only for a consumer that asks for one (forward.ts does not).
  */
 class H1Response implements H1UpgradeResponse {
   readonly tunnel = null;
