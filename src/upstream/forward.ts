@@ -455,19 +455,17 @@ export const RESPONSE_BUFFER_BYTES = 12 * 1024;
 function respond(ex: Exchange, route: CompiledRoute, rt: Runtime, r: UpstreamResponse, attempt: number, t: UpstreamTarget): Response | Promise<Response> {
   const bytes = r.bodyBytes;
   const tpl = r.template;
-  if (tpl !== undefined && bytes !== undefined && bytes.byteLength <= RESPONSE_BUFFER_BYTES && route.plainResponses) {
-    // the common answer: the upstream's head as it came last, Hecate's fields stamped on
-    ex.status = r.status;
-    t.state.inflight--;
-    ex.bytes = bytes.byteLength;
-    const res = new Response(bytes, { status: r.status, statusText: r.statusText, headers: stampTemplate(tpl, ex, attempt) });
-    rt.finish(ex, res);
-    return res;
+  let h: Headers;
+  if (tpl !== undefined && bytes !== undefined && route.plainResponses) {
+    // the common answer: the connection's template of this head, stamped (the Response below,
+    // made before anything else runs, copies it)
+    h = stampTemplate(tpl, ex, attempt);
+  } else {
+    h = r.headers;
+    if (r.hopStripped !== true) stripResponseHopHeaders(h);
+    decorateResponseHeaders(h, ex, route, attempt, r.undecorated === true);
+    if (route.sticky !== null) issueSticky(ex, route.sticky, t, h);
   }
-  const h = r.headers;
-  if (r.hopStripped !== true) stripResponseHopHeaders(h);
-  decorateResponseHeaders(h, ex, route, attempt, r.undecorated === true);
-  if (route.sticky !== null) issueSticky(ex, route.sticky, t, h);
   ex.status = r.status;
   const state = t.state;
   if (bytes !== undefined) {
